@@ -1,0 +1,51 @@
+"""copg-lab's tabular engine: bandits and preference games solved exactly.
+
+Import-light on purpose: NumPy and SciPy only. The JAX-based parts (exact expected
+gradients, trainers, game dynamics) load on first use, so ``import bandit`` never pulls
+in JAX or torch, and ``llm`` can share :mod:`bandit.losses`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .exact import kl_to_ref, optimal_policy, optimal_value, regret, value
+from .methods import METHODS, OFFLINE_METHODS, ONLINE_METHODS, Method, get_method
+from .policy import geometric_mixture, kl, log_softmax
+from .problems import Bandit, PreferenceGame
+from .validation import ValidationError
+
+# Public names served lazily from JAX-backed modules: name -> module.
+_LAZY = {
+    "OfflineData": "expected",
+    "expected_loss": "expected",
+    "expected_loss_and_grad": "expected",
+    "loss_fn": "expected",
+}
+
+__all__ = [
+    "METHODS",
+    "OFFLINE_METHODS",
+    "ONLINE_METHODS",
+    "Bandit",
+    "Method",
+    "PreferenceGame",
+    "ValidationError",
+    "geometric_mixture",
+    "get_method",
+    "kl",
+    "kl_to_ref",
+    "log_softmax",
+    "optimal_policy",
+    "optimal_value",
+    "regret",
+    "value",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'bandit' has no attribute {name!r}")

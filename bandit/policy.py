@@ -1,0 +1,59 @@
+"""Tabular policies held as log-probabilities (actions on the last axis).
+
+These helpers are the only place where the softmax, the KL and the geometric mixture are
+written; the exact solvers (NumPy, float64) and the JAX engine both call them. They
+dispatch on the array type, so a JAX array stays a (traceable) JAX array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_jax_array, is_torch_array
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import log_softmax as _np_log_softmax
+
+__all__ = ["geometric_mixture", "kl", "log_softmax"]
+
+Array = Any
+
+
+def log_softmax(logits: Array) -> Array:
+    """log π = logits − logsumexp(logits) over the last axis (float64 for NumPy input)."""
+    if is_jax_array(logits):
+        import jax
+
+        return jax.nn.log_softmax(logits, axis=-1)
+    if is_torch_array(logits):
+        return logits.log_softmax(dim=-1)
+    return _np_log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+
+
+def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
+    """KL(p‖q) = Σ_y p(y) (log p(y) − log q(y)) over the last axis (NumPy, float64).
+
+    Terms with p(y) = 0 contribute 0 (even where q(y) = 0); p(y) > 0 = q(y) gives +inf.
+    """
+    lp = np.asarray(log_p, dtype=np.float64)
+    lq = np.asarray(log_q, dtype=np.float64)
+    p = np.exp(lp)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(p > 0, p * (lp - lq), 0.0)
+    return terms.sum(axis=-1)
+
+
+def geometric_mixture(log_pi: Array, log_ref: Array, b: float | Array) -> Array:
+    """Normalised geometric mixture π^(1−b)·π_ref^b, as log-probabilities.
+
+    IPO-MD §2.6 and §5.1: the sampling policy of Nash-MD-PG(β) and IPO-MD(β), b = β ∈ [0, 1].
+    """
+    if isinstance(b, (int, float)):
+        from .validation import check_unit_interval
+
+        b = check_unit_interval("beta", b)
+        if b == 0.0:  # avoid 0·(−inf) = nan where π_ref has zeros
+            return log_softmax(log_pi)
+        if b == 1.0:
+            return log_softmax(log_ref)
+    return log_softmax((1 - b) * log_pi + b * log_ref)
