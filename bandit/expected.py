@@ -66,10 +66,16 @@ class Tables(NamedTuple):
 
 @dataclass(frozen=True)
 class OfflineData:
-    """Offline pair distribution: y ∼ μ1(·|x), y' ∼ μ2(·|x), shapes (X, n)."""
+    """Offline pair distribution q(y, y'|x), shape (X, n, n).
+
+    ``OfflineData(mu1, mu2)`` is the independent case y ∼ μ1(·|x), y' ∼ μ2(·|x) (CoPG Eq. 6);
+    ``OfflineData.from_joint(q)`` takes any joint pair distribution, e.g. the empirical
+    frequencies of a finite dataset. ``mu1``/``mu2`` are always the marginals.
+    """
 
     mu1: NDArray[np.float64]
     mu2: NDArray[np.float64]
+    joint: NDArray[np.float64]
 
     def __init__(self, mu1: ArrayLike, mu2: ArrayLike) -> None:
         a = np.atleast_2d(check_distribution("mu1", mu1))
@@ -77,6 +83,30 @@ class OfflineData:
         check_shape("mu2", b, a.shape)
         object.__setattr__(self, "mu1", a)
         object.__setattr__(self, "mu2", b)
+        object.__setattr__(self, "joint", a[:, :, None] * b[:, None, :])
+
+    @classmethod
+    def from_joint(cls, joint: ArrayLike) -> OfflineData:
+        """A joint pair distribution q(y, y'|x) of shape (X, n, n) or (n, n)."""
+        q = check_finite("joint", joint)
+        if q.ndim == 2:
+            q = q[None]
+        if q.ndim != 3 or q.shape[1] != q.shape[2]:
+            raise ValidationError(f"joint must have shape (X, n, n), got {q.shape}")
+        flat = check_distribution("joint (flattened per prompt)", q.reshape(q.shape[0], -1))
+        self = object.__new__(cls)
+        q = flat.reshape(q.shape)
+        object.__setattr__(self, "mu1", q.sum(axis=2))
+        object.__setattr__(self, "mu2", q.sum(axis=1))
+        object.__setattr__(self, "joint", q)
+        return self
+
+    @property
+    def is_product(self) -> bool:
+        """Whether q = μ1 ⊗ μ2 (the setting of CoPG Thm 1)."""
+        return bool(
+            np.allclose(self.joint, self.mu1[:, :, None] * self.mu2[:, None, :], atol=1e-15)
+        )
 
 
 def tables(problem: Bandit | PreferenceGame, preferences: ArrayLike | None = None) -> Tables:
@@ -198,7 +228,7 @@ def pair_weights(
             raise ValidationError(
                 f"data: method {method!r} is offline and needs OfflineData(mu1, mu2)"
             )
-        return rho * _outer(jnp.asarray(data.mu1), jnp.asarray(data.mu2))
+        return rho * jnp.asarray(data.joint)
     log_pi = _sg(log_softmax(logits))
     pi = jnp.exp(log_pi)
     if m.sampling == "policy" and method == "rloo":
