@@ -1,0 +1,46 @@
+"""copg-lab's PyTorch side: the verified pairwise losses for causal language models.
+
+- :func:`sequence_logps`: per-sequence log π(y|x) from logits, memory-light, float32 accumulation.
+- The losses (:mod:`llm.losses`): thin wrappers around the one definition in
+  :mod:`bandit.losses`, on (..., 2) pairs of sequence log-probabilities.
+- :func:`mixture_generate`: sampling from the token-level geometric mixture
+  π^(1−β)·π_ref^β of IPO-MD §6, with a KV cache for each model.
+
+``import llm`` imports torch (and never JAX); transformers is only needed for sampling
+and the demo.
+"""
+
+from __future__ import annotations
+
+from .logps import IGNORE_INDEX, sequence_logps, token_logps
+from .losses import (
+    copg_loss,
+    dpo_loss,
+    ipo_loss,
+    ipo_md_loss,
+    nash_md_pg_loss,
+    online_ipo_loss,
+    p3o_loss,
+    pg_loss,
+    rloo_loss,
+    slic_loss,
+)
+from .sampling import MixtureSample, mixture_generate
+
+__all__ = [
+    "IGNORE_INDEX",
+    "MixtureSample",
+    "copg_loss",
+    "dpo_loss",
+    "ipo_loss",
+    "ipo_md_loss",
+    "mixture_generate",
+    "nash_md_pg_loss",
+    "online_ipo_loss",
+    "p3o_loss",
+    "pg_loss",
+    "rloo_loss",
+    "sequence_logps",
+    "slic_loss",
+    "token_logps",
+]

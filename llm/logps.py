@@ -1,0 +1,213 @@
+"""Per-sequence log-probabilities from causal-LM logits, without a [B, T, V] log-softmax copy.
+
+log π(y|x) = Σ_t m_t · log π(y_t | x, y_<t) is the quantity every pairwise loss consumes
+(CoPG Eq. 5, IPO-MD Eq. 8 and §6: "log π_θ(y|x)" is a sum over the tokens of y). Each token
+term is ``logits[y_t] − logsumexp(logits)``. We gather the label logit and compute the
+logsumexp in chunks of rows of the flattened batch·time axis, each chunk upcast to float32
+(float64 stays float64), so the extra memory is one chunk, not a copy of the logits. The
+backward pass recomputes the softmax chunk by chunk: ∂ log π(y_t)/∂ logits = onehot(y_t) −
+softmax(logits) (a custom :class:`torch.autograd.Function`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bandit.validation import ValidationError
+
+__all__ = ["IGNORE_INDEX", "sequence_logps", "token_logps"]
+
+#: The label value Hugging Face uses for "no token here"; the default mask drops it.
+IGNORE_INDEX = -100
+#: Each chunk's float32 work buffer is at most this many bytes (and at most ~4% of the logits).
+_CHUNK_BYTES = 32 * 2**20
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: float64 stays float64, everything else (fp32, bf16, fp16) is fp32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunk_rows(n_rows: int, vocab: int, itemsize: int, acc_itemsize: int) -> int:
+    """Rows per chunk: the work buffer stays under ~4% of the logits and under 32 MiB."""
+    by_share = int(0.04 * n_rows * itemsize / acc_itemsize)
+    by_bytes = _CHUNK_BYTES // (vocab * acc_itemsize)
+    return max(1, min(n_rows, by_share, by_bytes))
+
+
+def _chunked_lse(x: torch.Tensor, rows: int, acc: torch.dtype) -> torch.Tensor:
+    """logsumexp over the last axis of x (N, V), in ``acc`` precision, one chunk at a time."""
+    out = torch.empty(x.shape[0], dtype=acc, device=x.device)
+    for s in range(0, x.shape[0], rows):
+        c = x[s : s + rows]
+        m = c.amax(dim=-1).to(acc)
+        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all −inf row: lse = −inf
+        buf = torch.sub(c, m[:, None], out=torch.empty(c.shape, dtype=acc, device=c.device))
+        out[s : s + rows] = buf.exp_().sum(dim=-1).log_().add_(m)
+    return out
+
+
+class _TokenLogps(torch.autograd.Function):
+    """Token log-probs log softmax(x)[label] for rows of x (N, V); memory-light backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
+        acc = _acc_dtype(x.dtype)
+        lse = _chunked_lse(x, rows, acc)
+        picked = x.gather(-1, labels[:, None])[:, 0].to(acc)
+        ctx.save_for_backward(x, labels, lse)
+        ctx.rows = rows
+        return picked - lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor):
+        x, labels, lse = ctx.saved_tensors
+        rows = ctx.rows
+        grad = torch.empty_like(x)
+        for s in range(0, x.shape[0], rows):
+            c, gs = x[s : s + rows], g[s : s + rows].to(lse.dtype)
+            # ∂/∂x of (x[label] − lse(x)) = onehot(label) − softmax(x), times the incoming g.
+            buf = torch.sub(c, lse[s : s + rows, None], out=torch.empty_like(c, dtype=lse.dtype))
+            buf.exp_().mul_(-gs[:, None])
+            buf.scatter_add_(-1, labels[s : s + rows, None], gs[:, None])
+            grad[s : s + rows] = buf
+        return grad, None, None
+
+
+def _check_inputs(
+    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise ValidationError(
+            f"logits must be a floating-point torch.Tensor, got "
+            f"{getattr(logits, 'dtype', type(logits).__name__)}"
+        )
+    if logits.ndim != 3:
+        raise ValidationError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    B, T, _V = logits.shape
+    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+        raise ValidationError(
+            f"labels must be an integer torch.Tensor, got "
+            f"{getattr(labels, 'dtype', type(labels).__name__)}"
+        )
+    if tuple(labels.shape) != (B, T):
+        raise ValidationError(
+            f"labels must have shape (B, T) = {(B, T)} to match logits, got {tuple(labels.shape)}"
+        )
+    if labels.device != logits.device:
+        raise ValidationError(
+            f"labels is on {labels.device} but logits is on {logits.device}; expected one device"
+        )
+    if mask is None:
+        return labels != IGNORE_INDEX
+    if not isinstance(mask, torch.Tensor):
+        raise ValidationError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    if tuple(mask.shape) != (B, T):
+        raise ValidationError(
+            f"mask must have shape (B, T) = {(B, T)} to match logits, got {tuple(mask.shape)}"
+        )
+    if mask.device != logits.device:
+        raise ValidationError(
+            f"mask is on {mask.device} but logits is on {logits.device}; expected one device"
+        )
+    if mask.dtype != torch.bool:
+        bad = (mask != 0) & (mask != 1)
+        if bool(bad.any()):
+            idx = tuple(int(i) for i in bad.nonzero()[0])
+            raise ValidationError(f"mask must hold 0/1 values, got {mask[idx].item()} at {idx}")
+        mask = mask != 0
+    return mask
+
+
+def token_logps(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    shift: bool = True,
+    chunk_rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token log-probabilities log π(y_t | y_<t) and the mask they count under.
+
+    Args: see :func:`sequence_logps`.
+    Returns:
+      (logps, mask), both of shape (B, T): logps in float32 (float64 for float64 logits),
+      zero where the mask is 0; with ``shift`` the last position of every row is masked.
+    """
+    mask = _check_inputs(logits, labels, mask)
+    B, T, V = logits.shape
+    if shift:
+        # logits[:, t] predicts labels[:, t + 1]: shift the (small) labels and mask, not the
+        # logits, so the logits are never sliced into a non-contiguous copy.
+        pad = torch.zeros_like(labels[:, :1])
+        labels = torch.cat([labels[:, 1:], pad], dim=1)
+        mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    bad = mask & ((labels < 0) | (labels >= V))
+    if bool(bad.any()):
+        b, t = (int(i) for i in bad.nonzero()[0])
+        where = f"labels[{b}, {t + 1 if shift else t}]"
+        raise ValidationError(
+            f"{where} = {int(labels[b, t])} is outside the vocabulary [0, {V}) at an unmasked "
+            "position; mask it out or fix the label"
+        )
+    safe = torch.where(mask, labels, torch.zeros_like(labels)).reshape(-1)
+    flat = logits.reshape(B * T, V)  # a view for contiguous logits
+    acc = _acc_dtype(logits.dtype)
+    if chunk_rows is None:
+        acc_size = torch.empty((), dtype=acc).element_size()
+        chunk_rows = _chunk_rows(B * T, V, logits.element_size(), acc_size)
+    elif chunk_rows < 1:
+        raise ValidationError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    lp = _TokenLogps.apply(flat, safe, int(chunk_rows)).reshape(B, T)
+    return torch.where(mask, lp, torch.zeros_like(lp)), mask
+
+
+def sequence_logps(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    average: bool = False,
+    shift: bool = True,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """log π(y|x) = Σ_t m_t log π(y_t | x, y_<t) for each row of a causal-LM batch.
+
+    The papers' losses use the summed sequence log-probability (CoPG Eq. 5, IPO-MD §6);
+    ``average=True`` gives the length-averaged Σ_t m_t log π(y_t|·) / Σ_t m_t instead.
+
+    Never materialises a [B, T, V] log-softmax: the logsumexp is computed in row chunks
+    upcast to float32 (bf16/fp16 inputs) and the backward recomputes the softmax the same
+    way. Gradients flow to ``logits`` only.
+
+    Args:
+      logits: (B, T, V) floating point, e.g. ``model(input_ids).logits``.
+      labels: (B, T) integer token ids, e.g. ``input_ids``. Labels at masked positions are
+        ignored (they may be −100).
+      mask: (B, T) bool or 0/1: which label positions count (1 for completion tokens, 0 for
+        prompt and padding). Default: ``labels != -100``.
+      average: divide each row's sum by its number of counted tokens.
+      shift: True (default) for the causal-LM convention where logits[:, t] predicts
+        labels[:, t + 1] (pass ``labels=input_ids``, as Hugging Face does); False when
+        logits[:, t] already scores labels[:, t].
+      chunk_rows: rows of the flattened B·T axis per chunk (default: a size whose float32
+        work buffer is at most ~4% of the logits and 32 MiB).
+    Returns:
+      (B,) float32 (float64 for float64 logits).
+    Raises:
+      ValidationError: bad shapes, dtypes or devices, a label outside the vocabulary at a
+        counted position, or a row with no counted token.
+    """
+    lp, mask = token_logps(logits, labels, mask, shift=shift, chunk_rows=chunk_rows)
+    counts = mask.sum(dim=-1)
+    empty = counts == 0
+    if bool(empty.any()):
+        rows = [int(i) for i in empty.nonzero()[:, 0][:8]]
+        hint = " after the causal shift" if shift else ""
+        raise ValidationError(
+            f"mask: row(s) {rows} have no tokens{hint}; every sequence needs at least one "
+            "counted completion token"
+        )
+    total = lp.sum(dim=-1)
+    return total / counts.to(total.dtype) if average else total

@@ -1,0 +1,349 @@
+"""The pairwise losses as PyTorch functions on sequence log-probabilities.
+
+Thin wrappers around the one definition of each loss in :mod:`bandit.losses`: they check
+shapes, dtypes and devices, split the pair on the last axis, upcast to float32 (float64
+stays float64), call the shared definition and reduce as ``torch.nn.functional`` does.
+
+Conventions (TRL's argument names where they fit):
+  policy_logps, ref_logps   (..., 2): log π(y|x) and log π_ref(y|x) of the two completions
+                            of one prompt, e.g. from :func:`llm.sequence_logps`.
+  rewards                   (..., 2): R(x, y) of each completion (reward-based methods).
+  preference                (...,):   p = P(completion 0 ≻ completion 1), 0/1 for hard labels.
+  beta                      KL strength (CoPG's β, IPO-MD's τ).
+  reduction                 "mean" (default) | "sum" | "none" over the batch axes (...).
+
+Summed vs length-averaged log-probs: every paper here (CoPG Eq. 5, IPO-MD Eq. 8 and §6,
+P3O Eq. 6) writes log π(y|x), the *summed* token log-probability, and the tabular theory
+this package checks is about that quantity, so the default of :func:`llm.sequence_logps`
+is the sum. Some IPO implementations (e.g. TRL's ``loss_type="ipo"``) length-average
+instead; pass ``sequence_logps(..., average=True)`` for both the policy and the reference
+to get that variant. The losses themselves are agnostic: they consume whatever you pass.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from bandit import losses as L
+from bandit.validation import ValidationError, check_positive
+
+__all__ = [
+    "copg_loss",
+    "dpo_loss",
+    "ipo_loss",
+    "ipo_md_loss",
+    "nash_md_pg_loss",
+    "online_ipo_loss",
+    "p3o_loss",
+    "pg_loss",
+    "rloo_loss",
+    "slic_loss",
+]
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def _dtype(t: torch.Tensor) -> torch.dtype:
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _logps(name: str, x: object, k: int | None = 2) -> torch.Tensor:
+    """A floating (..., k) tensor of log-probabilities (k >= 2 when k is None)."""
+    if not isinstance(x, torch.Tensor):
+        raise ValidationError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValidationError(f"{name} must be floating point, got {x.dtype}")
+    if x.ndim == 0 or (x.shape[-1] != k if k else x.shape[-1] < 2):
+        want = f"(..., {k})" if k else "(..., k) with k >= 2"
+        raise ValidationError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    return x
+
+
+def _like(name: str, x: object, ref: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``x`` as a tensor of ``shape`` on ``ref``'s device in ``ref``'s dtype (numbers broadcast)."""
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return torch.full(shape, float(x), dtype=ref.dtype, device=ref.device)
+    if not isinstance(x, torch.Tensor):
+        raise ValidationError(f"{name} must be a torch.Tensor or a number, got {type(x).__name__}")
+    if x.is_complex():
+        raise ValidationError(f"{name} must be real, got {x.dtype}")
+    if tuple(x.shape) != shape:
+        raise ValidationError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if x.device != ref.device:
+        raise ValidationError(
+            f"{name} is on {x.device} but policy_logps is on {ref.device}; expected one device"
+        )
+    return x.to(ref.dtype)
+
+
+def _pair(policy_logps: object, ref_logps: object, k: int | None = 2) -> torch.Tensor:
+    """Validate the pair and return the log-ratios h = log π − log π_ref, upcast."""
+    pol = _logps("policy_logps", policy_logps, k)
+    ref = _logps("ref_logps", ref_logps, k)
+    if ref.shape != pol.shape:
+        raise ValidationError(
+            f"ref_logps must have the shape of policy_logps {tuple(pol.shape)}, "
+            f"got {tuple(ref.shape)}"
+        )
+    if ref.device != pol.device:
+        raise ValidationError(
+            f"ref_logps is on {ref.device} but policy_logps is on {pol.device}; expected one device"
+        )
+    dt = _dtype(pol)
+    return pol.to(dt) - ref.to(dt)
+
+
+def _preference(preference: object, h: torch.Tensor) -> torch.Tensor:
+    p = _like("preference", preference, h, tuple(h.shape[:-1]))
+    bad = (p < 0) | (p > 1) | torch.isnan(p)
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValidationError(
+            f"preference must lie in [0, 1] (P(completion 0 ≻ completion 1)), got "
+            f"{p[idx].item()} at index {idx}"
+        )
+    return p
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValidationError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def copg_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """CoPG: ℓ = (R_β(y1) − R_β(y2))² / (2β),  R_β(y) = R(y) − β log(π(y)/π_ref(y)).
+
+    CoPG Eq. (5) and Alg. 1 (scaled by 1/(2β)): its gradient is the negated CoPG gradient
+    of Eq. (9), −(R_β(y1) − R_β(y2))(∇log π(y1) − ∇log π(y2)). Works on offline pairs from
+    any two distributions; its unique optimum is π* ∝ π_ref·exp(R/β) (CoPG Thm 1).
+
+    Args:
+      policy_logps, ref_logps: (..., 2) log π and log π_ref of the two completions.
+      rewards: (..., 2) their rewards.
+      beta: KL strength β > 0.
+      reduction: "mean" | "sum" | "none" over (...).
+    Returns:
+      A scalar, or (...) for reduction="none"; float32 (float64 for float64 input).
+    """
+    beta = check_positive("beta", beta)
+    h = _pair(policy_logps, ref_logps)
+    r = _like("rewards", rewards, h, tuple(h.shape))
+    return _reduce(L.copg_loss(h[..., 0], h[..., 1], r[..., 0], r[..., 1], beta), reduction)
+
+
+def pg_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    beta: float,
+    baseline: torch.Tensor | float = 0.0,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Off-policy policy gradient on a pair (CoPG §5, the biased baseline CoPG fixes):
+
+    ℓ = −[sg(R_β(y1) − b)·log π(y1) + sg(R_β(y2) − b)·log π(y2)].
+
+    Args:
+      policy_logps, ref_logps, rewards: (..., 2).
+      beta: KL strength β > 0.
+      baseline: b, a number or a (...) tensor (stop-gradient); 0 for plain ``pg``.
+      reduction: "mean" | "sum" | "none".
+    """
+    beta = check_positive("beta", beta)
+    h = _pair(policy_logps, ref_logps)
+    r = _like("rewards", rewards, h, tuple(h.shape))
+    b = _like("baseline", baseline, h, tuple(h.shape[:-1]))
+    return _reduce(L.pg_loss(h[..., 0], h[..., 1], r[..., 0], r[..., 1], beta, b), reduction)
+
+
+def rloo_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """REINFORCE leave-one-out over k completions of one prompt (CoPG Prop. 2):
+
+    ℓ = −Σ_j sg(R_β(y_j) − (1/(k−1)) Σ_{l≠j} R_β(y_l))·log π(y_j).
+
+    Args:
+      policy_logps, ref_logps, rewards: (..., k), k >= 2 samples from the current policy.
+      beta: KL strength β > 0.
+      reduction: "mean" | "sum" | "none" over (...).
+    """
+    beta = check_positive("beta", beta)
+    h = _pair(policy_logps, ref_logps, k=None)
+    r = _like("rewards", rewards, h, tuple(h.shape))
+    return _reduce(L.rloo_loss(h, r, beta), reduction)
+
+
+def _preference_loss(fn, policy_logps, ref_logps, preference, beta, reduction) -> torch.Tensor:
+    beta = check_positive("beta", beta)
+    h = _pair(policy_logps, ref_logps)
+    p = _preference(preference, h)
+    return _reduce(fn(h[..., 0], h[..., 1], p, beta), reduction)
+
+
+def ipo_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    preference: torch.Tensor | float,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """IPO: ℓ = p·(ρ − 1/(2β))² + (1 − p)·(ρ + 1/(2β))²,  ρ = h(y1) − h(y2).
+
+    IPO-MD Eq. (8) with τ = β, h = log π − log π_ref. The paper uses summed sequence
+    log-probs (IPO-MD §6); so does our default (see the module docstring for averaging).
+    The same loss is offline IPO (dataset pairs), online IPO (pairs from sg[π]) and IPO-MD
+    (pairs from the token-level geometric mixture, :func:`llm.mixture_generate`).
+
+    Args:
+      policy_logps, ref_logps: (..., 2).
+      preference: (...) p = P(completion 0 ≻ completion 1), or a number.
+      beta: KL strength β = τ > 0.
+      reduction: "mean" | "sum" | "none".
+    """
+    return _preference_loss(L.ipo_loss, policy_logps, ref_logps, preference, beta, reduction)
+
+
+def ipo_md_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    preference: torch.Tensor | float,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """IPO-MD(β_mix) and online IPO: the IPO loss of IPO-MD Eq. (8) on sampled pairs.
+
+    IPO-MD §5.1 and Alg. 3: identical to :func:`ipo_loss`; only the sampler differs. Sample
+    both completions with :func:`llm.mixture_generate` (``mixture`` = β_mix; 0 gives online
+    IPO, IPO-MD Eq. 11). ``beta`` here is the KL strength τ.
+    """
+    return _preference_loss(L.ipo_loss, policy_logps, ref_logps, preference, beta, reduction)
+
+
+online_ipo_loss = ipo_md_loss
+
+
+def dpo_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    preference: torch.Tensor | float,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """DPO: ℓ = −p·log σ(βρ) − (1 − p)·log σ(−βρ),  ρ = h(y1) − h(y2)  (IPO-MD Eq. 4).
+
+    Args as :func:`ipo_loss`. With pairs sampled from π it is online DPO (IPO-MD App. G).
+    """
+    return _preference_loss(L.dpo_loss, policy_logps, ref_logps, preference, beta, reduction)
+
+
+def slic_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    preference: torch.Tensor | float,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """SLiC: ℓ = p·max(0, 1 − βρ) + (1 − p)·max(0, 1 + βρ)  (IPO-MD Eq. 5). Args as IPO."""
+    return _preference_loss(L.slic_loss, policy_logps, ref_logps, preference, beta, reduction)
+
+
+def nash_md_pg_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    preference: torch.Tensor | float,
+    *,
+    beta: float,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """Nash-MD-PG: ℓ = −sg(p(y ≻ y') − 1/2 − β h(y))·log π(y)  (IPO-MD §2.6).
+
+    Completion 0 is y ∼ π, completion 1 is y' from the geometric mixture
+    (:func:`llm.mixture_generate`); only y gets a gradient, so entry [..., 1] of the
+    log-probs is checked but not used.
+
+    Args:
+      policy_logps, ref_logps: (..., 2).
+      preference: (...) p(y ≻ y').
+      beta: KL strength τ > 0.
+      reduction: "mean" | "sum" | "none".
+    """
+    beta = check_positive("beta", beta)
+    h = _pair(policy_logps, ref_logps)
+    p = _preference(preference, h)
+    return _reduce(L.nash_md_pg_loss(h[..., 0], p, beta), reduction)
+
+
+def p3o_loss(
+    policy_logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    beta: float,
+    clip_eps: float = 0.2,
+    variant: int = 2,
+    reduction: Reduction = "mean",
+) -> torch.Tensor:
+    """P3O with separate (variant 1) or joint (variant 2) clipping (P3O §4.2).
+
+    The reward is KL-regularised at the behaviour policy, R − β·log(π_old/π_ref), as in the
+    P3O paper; then with r_i = π(y_i)/π_old(y_i) and Δ the reward difference,
+    V1: ℓ = −½ Σ_{i≠j} min(sg(Δ_ij r_j)·r_i, sg(Δ_ij r_j)·clip(r_i, 1 ± ε)),
+    V2: ℓ = −½ min(sg(Δ r1 r2)·log(π1/π2), sg(Δ r1 r2)·clip(log(π1/π2), log(π_old1/π_old2) ± ε)).
+
+    Args:
+      policy_logps: (..., 2) log π of two completions sampled from π_old.
+      old_logps: (..., 2) log π_old (the sampler; treated as constants).
+      ref_logps: (..., 2) log π_ref.
+      rewards: (..., 2).
+      beta: KL strength β >= 0 (0 disables the penalty).
+      clip_eps: ε > 0.
+      variant: 1 or 2.
+      reduction: "mean" | "sum" | "none".
+    """
+    beta = float(beta)
+    if not beta >= 0 or beta == float("inf"):
+        raise ValidationError(f"beta must be finite and >= 0, got {beta!r}")
+    clip_eps = check_positive("clip_eps", clip_eps)
+    if variant not in (1, 2):
+        raise ValidationError(f"variant must be 1 or 2, got {variant!r}")
+    h = _pair(policy_logps, ref_logps)  # validates both; the dtype follows policy_logps
+    old = _logps("old_logps", old_logps)
+    if old.shape != h.shape or old.device != h.device:
+        raise ValidationError(
+            f"old_logps must match policy_logps (shape {tuple(h.shape)}, device {h.device}), "
+            f"got shape {tuple(old.shape)} on {old.device}"
+        )
+    old = old.detach().to(h.dtype)
+    lp = policy_logps.to(h.dtype)
+    h_old = old - ref_logps.detach().to(h.dtype)
+    r = L.regularised_reward(_like("rewards", rewards, h, tuple(h.shape)), h_old, beta)
+    loss = L.p3o_loss(
+        lp[..., 0], lp[..., 1], old[..., 0], old[..., 1], r[..., 0], r[..., 1], clip_eps, variant
+    )
+    return _reduce(loss, reduction)

@@ -1,0 +1,134 @@
+"""Sampling from the token-level geometric mixture of a policy and its reference.
+
+IPO-MD §6 (and Munos et al. 2023 for Nash-MD): the sequence-level mixture
+π^(1−β)·π_ref^β cannot be sampled exactly, so at each step n one samples from
+
+    log π̂_β(·|y_<n, x) = (1 − β)·log π(·|y_<n, x) + β·log π_ref(·|y_<n, x) + C(y_<n, x),
+
+the normalised mixture of the two next-token distributions. The mixture itself is
+:func:`bandit.policy.geometric_mixture` (its one definition). Both models keep their own KV
+cache, so each step costs one new-token forward pass per model.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, NamedTuple
+
+import torch
+
+from bandit.policy import geometric_mixture
+from bandit.validation import ValidationError, check_unit_interval
+
+__all__ = ["MixtureSample", "mixture_generate"]
+
+
+class MixtureSample(NamedTuple):
+    """What :func:`mixture_generate` returns.
+
+    Attributes:
+      sequences: (B, P + N) prompt then completion token ids (pad after EOS).
+      attention_mask: (B, P + N) 1 for real tokens (prompt and completion up to EOS).
+      completion_mask: (B, P + N) 1 for completion tokens (the sampled ones, EOS included);
+        pass it as ``mask`` to :func:`llm.sequence_logps` with ``labels=sequences``.
+      mixture_logps: (B,) Σ_n log π̂_β(y_n|·) of the sampled completion (float32).
+    """
+
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    completion_mask: torch.Tensor
+    mixture_logps: torch.Tensor
+
+
+def _cache_kw(model: Any) -> str:
+    """The KV-cache keyword: ``cache`` (transformers >= 5.x) or ``past_key_values`` (older)."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _step(model: Any, kw: str, ids, attn, pos, cache) -> tuple[torch.Tensor, Any]:
+    """One forward pass on the new tokens; next-token log-probs (float32) and the cache."""
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{kw: cache})
+    return out.logits[:, -1].float().log_softmax(-1), getattr(out, kw)
+
+
+@torch.no_grad()
+def mixture_generate(
+    policy: Any,
+    ref: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    mixture: float,
+    max_new_tokens: int,
+    eos_token_id: int | None = None,
+    pad_token_id: int = 0,
+    generator: torch.Generator | None = None,
+) -> MixtureSample:
+    """Sample completions from the token-level mixture π̂_β (IPO-MD §6), with two KV caches.
+
+    ``mixture`` = β_mix ∈ [0, 1]: 0 samples from π (online IPO / the y of Nash-MD-PG),
+    1 from π_ref, in between the IPO-MD(β) / Nash-MD sampler. Prompts may be left-padded
+    (``attention_mask`` 0 on the left); positions are counted from the first real token.
+
+    Args:
+      policy, ref: causal LMs called as ``model(input_ids=, attention_mask=, position_ids=,
+        cache=, use_cache=True)`` returning ``.logits`` and ``.past_key_values``
+        (any Hugging Face ``*ForCausalLM``; older
+        versions' ``past_key_values`` keyword is detected).
+      input_ids: (B, P) prompt ids; attention_mask: (B, P), default all ones.
+      mixture: β_mix in [0, 1].
+      max_new_tokens: N >= 1 tokens to sample at most.
+      eos_token_id: stop a row after this token (later positions get ``pad_token_id``).
+      generator: a ``torch.Generator`` for reproducible samples.
+    Returns:
+      A :class:`MixtureSample`.
+    """
+    b = check_unit_interval("mixture", mixture)
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValidationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if input_ids.ndim != 2 or input_ids.shape[1] < 1:
+        raise ValidationError(
+            f"input_ids must have shape (B, P) with P >= 1, got {tuple(input_ids.shape)}"
+        )
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    elif attention_mask.shape != input_ids.shape:
+        raise ValidationError(
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    attn = attention_mask.long()
+    if bool((attn.sum(-1) == 0).any()):
+        raise ValidationError("attention_mask: every prompt needs at least one real token")
+    B = input_ids.shape[0]
+    dev = input_ids.device
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    kw_pi, kw_ref = _cache_kw(policy), _cache_kw(ref)
+    lp_pi, cache_pi = _step(policy, kw_pi, input_ids, attn, pos, None)
+    lp_ref, cache_ref = _step(ref, kw_ref, input_ids, attn, pos, None)
+    seqs, new_attn = [input_ids], [attn]
+    done = torch.zeros(B, dtype=torch.bool, device=dev)
+    total = torch.zeros(B, dtype=torch.float32, device=dev)
+    next_pos = pos[:, -1:] + 1
+    for n in range(max_new_tokens):
+        log_mix = geometric_mixture(lp_pi, lp_ref, b)
+        tok = torch.multinomial(log_mix.exp(), 1, generator=generator)  # (B, 1)
+        live = ~done
+        total += torch.where(live, log_mix.gather(-1, tok)[:, 0], torch.zeros_like(total))
+        tok = torch.where(live[:, None], tok, torch.full_like(tok, pad_token_id))
+        seqs.append(tok)
+        new_attn.append(live[:, None].long())
+        if eos_token_id is not None:
+            done |= tok[:, 0] == eos_token_id
+        if bool(done.all()) or n == max_new_tokens - 1:
+            break
+        attn = torch.cat([attn, live[:, None].long()], dim=1)
+        lp_pi, cache_pi = _step(policy, kw_pi, tok, attn, next_pos, cache_pi)
+        lp_ref, cache_ref = _step(ref, kw_ref, tok, attn, next_pos, cache_ref)
+        next_pos = next_pos + 1
+    sequences = torch.cat(seqs, dim=1)
+    full_attn = torch.cat(new_attn, dim=1)
+    completion = torch.zeros_like(full_attn)
+    completion[:, input_ids.shape[1] :] = full_attn[:, input_ids.shape[1] :]
+    return MixtureSample(sequences, full_attn, completion, total)
