@@ -1,0 +1,408 @@
+"""Exact solvers for the KL-regularised two-player preference game (IPO-MD Eq. 9).
+
+Player 1's payoff against player 2 is
+
+    f(π1, π2) = π1ᵀ P π2 − τ KL(π1‖π_ref) + τ KL(π2‖π_ref)          (IPO-MD Eq. 9),
+
+with p(y ≻ π) = (P π)_y. Because P + Pᵀ = 1 the game is symmetric and constant-sum,
+f(π1, π2) + f(π2, π1) = 1, so its value is 1/2 and the duality gap (exploitability) of π is
+
+    gap(π) = 2 max_π' f(π', π) − 1 = 2τ KL(π ‖ BR(π)),    BR(π) ∝ π_ref exp(P π / τ).
+
+(Derivation: max_π' f(π', π) = τ log Z(π) + τ KL(π‖π_ref) with Z the normaliser of BR(π),
+and πᵀPπ = 1/2, so 2 max f − 1 = 2τ[KL(π‖π_ref) + log Z − 1/(2τ)] = 2τ KL(π‖BR(π)).)
+The KL form has no cancellation between two O(1) payoffs, so it certifies gaps of 1e-15.
+
+Fixed points. With the geometric mixture m_β(π) ∝ π^(1−β) π_ref^β (IPO-MD §5.1), the
+IPO-MD(β) and Nash-MD-PG(β) fixed point solves
+
+    π ∝ π_ref exp(P m_β(π) / τ)                                      (IPO-MD Eq. 13),
+
+and β = 0 is the regularised Nash equilibrium (Eq. 12). We solve it by Newton's method in
+the logits x (π = softmax(x)) on
+
+    G(x) = τ (x − log π_ref) − P m_β(x) = 0,
+
+whose Jacobian J = τ I − (1 − β) P S,  S = diag(m) − m mᵀ, is never singular: P S = A S with
+A = P − 11ᵀ/2 antisymmetric, so the eigenvalues of P S are purely imaginary and those of J
+have real part τ > 0. G is invariant to nothing: shifting x by c·1 shifts G by τc·1, so the
+root is isolated and no normalisation constraint is needed. Plain iteration π ← BR(π) has
+Jacobian S A / τ with eigenvalues ±iλ/τ and so diverges or cycles once τ < λ; Newton is
+made global by a backtracking line search on ½‖G‖² and by continuation in τ (homotopy from
+a large τ, where the problem is nearly linear, down to the requested τ).
+
+Every solver returns a certificate: the duality gap for the Nash equilibrium, and the
+Eq. (13) residual max_y |log π(y) − log T(π)(y)| (T the right-hand side of Eq. 13,
+normalised) for the IPO-MD fixed point, computed directly from the definition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse.linalg
+from numpy.typing import ArrayLike, NDArray
+
+from .policy import geometric_mixture, kl, log_softmax
+from .problems import PreferenceGame
+from .validation import ValidationError, check_distribution, check_shape, check_unit_interval
+
+__all__ = [
+    "GameSolution",
+    "best_response",
+    "damped_fixed_point_nash",
+    "exploitability",
+    "fixed_point_residual",
+    "game_value",
+    "ipo_md_fixed_point",
+    "mirror_descent_nash",
+    "nash_equilibrium",
+]
+
+#: Above this many actions Newton steps use matrix-free GMRES instead of a dense LU solve.
+DENSE_MAX = 2500
+
+
+@dataclass(frozen=True)
+class GameSolution:
+    """A solver's answer with its certificate.
+
+    Attributes:
+      log_policy: log π, shape (n,).
+      residual: the certificate: the duality gap 2τ KL(π‖BR(π)) for Nash solvers, the
+        Eq. (13) residual max_y |log π − log T(π)| for :func:`ipo_md_fixed_point`.
+      iterations: Newton steps (all continuation stages together) or baseline iterations.
+      converged: whether ``residual`` reached the requested tolerance.
+    """
+
+    log_policy: NDArray[np.float64]
+    residual: float
+    iterations: int
+    converged: bool
+
+    @property
+    def policy(self) -> NDArray[np.float64]:
+        """π = exp(log π)."""
+        return np.exp(self.log_policy)
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def _check_game(game: PreferenceGame) -> PreferenceGame:
+    if not isinstance(game, PreferenceGame):
+        raise ValidationError(f"game must be a PreferenceGame, got {type(game).__name__}")
+    return game
+
+
+def _check_policy(game: PreferenceGame, name: str, log_pi: ArrayLike) -> NDArray[np.float64]:
+    """Validate log-probabilities of shape (n,) for ``game``."""
+    lp = np.asarray(log_pi, dtype=np.float64)
+    check_shape(name, lp, (game.n_actions,))
+    if np.isnan(lp).any() or np.isposinf(lp).any():
+        bad = int(np.argwhere(np.isnan(lp) | np.isposinf(lp))[0, 0])
+        raise ValidationError(
+            f"{name} must hold log-probabilities (finite or -inf), got {lp[bad]} at index {bad}"
+        )
+    check_distribution(f"exp({name})", np.exp(lp))
+    return lp
+
+
+def best_response(game: PreferenceGame, log_pi: ArrayLike) -> NDArray[np.float64]:
+    """Regularised best response to π: log BR(π) = log_softmax(log π_ref + P π / τ).
+
+    The maximiser of f(·, π) in IPO-MD Eq. (9) (the closed form of Eq. 7 with μ = π).
+    """
+    _check_game(game)
+    pi = np.exp(_check_policy(game, "log_pi", log_pi))
+    return log_softmax(game.log_ref + game.P @ pi / game.tau)
+
+
+def game_value(game: PreferenceGame, log_pi1: ArrayLike, log_pi2: ArrayLike) -> float:
+    """Player 1's payoff f(π1, π2) = π1ᵀPπ2 − τ KL(π1‖π_ref) + τ KL(π2‖π_ref) (Eq. 9)."""
+    _check_game(game)
+    lp1 = _check_policy(game, "log_pi1", log_pi1)
+    lp2 = _check_policy(game, "log_pi2", log_pi2)
+    pref = float(np.exp(lp1) @ game.P @ np.exp(lp2))
+    return pref - game.tau * float(kl(lp1, game.log_ref)) + game.tau * float(kl(lp2, game.log_ref))
+
+
+def exploitability(game: PreferenceGame, log_pi: ArrayLike) -> float:
+    """Duality gap of π: 2 max_π' f(π', π) − 1 = 2τ KL(π‖BR(π)) (derivation in the module doc).
+
+    Zero exactly at the regularised Nash equilibrium (IPO-MD Eq. 12), positive elsewhere.
+    """
+    _check_game(game)
+    lp = _check_policy(game, "log_pi", log_pi)
+    log_br = log_softmax(game.log_ref + game.P @ np.exp(lp) / game.tau)
+    # KL >= 0; a negative value is rounding (|.| ~ 1e-16) and is reported as 0.
+    return max(0.0, 2.0 * game.tau * float(kl(lp, log_br)))
+
+
+def _eq13_map(game: PreferenceGame, lp: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
+    """log T(π) = log_softmax(log π_ref + P m_β(π) / τ), the right-hand side of Eq. (13)."""
+    m = np.exp(geometric_mixture(lp, game.log_ref, beta))
+    return log_softmax(game.log_ref + game.P @ m / game.tau)
+
+
+def fixed_point_residual(game: PreferenceGame, log_pi: ArrayLike, beta: float) -> float:
+    """Eq. (13) residual max_y |log π(y) − log T(π)(y)| over the support of π_ref.
+
+    T(π) ∝ π_ref exp(P m_β(π)/τ) with m_β(π) ∝ π^(1−β) π_ref^β, computed straight from the
+    definition (IPO-MD Eq. 13); zero exactly at the IPO-MD(β)/Nash-MD-PG(β) fixed point.
+    """
+    _check_game(game)
+    beta = check_unit_interval("beta", beta)
+    lp = _check_policy(game, "log_pi", log_pi)
+    lt = _eq13_map(game, lp, beta)
+    on = np.isfinite(game.log_ref)
+    if not np.isfinite(lp[on]).all():
+        return math.inf
+    if np.isfinite(lp[~on]).any():  # mass where π_ref = 0 can never be a fixed point
+        return math.inf
+    return float(np.max(np.abs(lp[on] - lt[on])))
+
+
+# --------------------------------------------------------------------------- Newton core
+
+
+def _mixture(x: NDArray, log_ref: NDArray, beta: float) -> NDArray:
+    return np.exp(geometric_mixture(x, log_ref, beta))
+
+
+def _residual_G(P, log_ref, tau, beta, x) -> tuple[NDArray, NDArray]:
+    m = _mixture(x, log_ref, beta)
+    return tau * (x - log_ref) - P @ m, m
+
+
+class _LinearSolver:
+    """Solves J d = −G, J = τ I − (1 − β) P (diag(m) − m mᵀ), for successive Newton steps.
+
+    Dense: GMRES on the exact J, preconditioned by the LU factors of an earlier J (J moves
+    little between steps), refactorising only when GMRES needs more than ``max_krylov``
+    iterations; O(n²) per step instead of O(n³). Large n: matrix-free GMRES.
+    """
+
+    def __init__(self, P: NDArray, beta: float, dense: bool, max_krylov: int = 12) -> None:
+        self.P, self.c, self.dense, self.max_krylov = P, 1.0 - beta, dense, max_krylov
+        self.lu = None
+        self.factorisations = 0
+
+    def _matrix(self, tau: float, m: NDArray) -> NDArray:
+        J = (-self.c) * (self.P * m[None, :])
+        J += self.c * np.outer(self.P @ m, m)
+        J[np.diag_indices(m.shape[0])] += tau
+        return J
+
+    def solve(self, tau: float, m: NDArray, G: NDArray) -> NDArray:
+        P, c, n = self.P, self.c, m.shape[0]
+        Pm = P @ m
+
+        def matvec(v):
+            return tau * v - c * (P @ (m * v) - Pm * (m @ v))
+
+        op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+        if not self.dense:
+            d, _ = scipy.sparse.linalg.gmres(op, -G, rtol=1e-12, atol=0.0, restart=60, maxiter=50)
+            return d
+        if self.lu is not None:
+            lu = self.lu
+            M = scipy.sparse.linalg.LinearOperator(
+                (n, n), matvec=lambda v: scipy.linalg.lu_solve(lu, v, check_finite=False)
+            )
+            d, info = scipy.sparse.linalg.gmres(
+                op, -G, M=M, rtol=1e-12, atol=0.0, restart=self.max_krylov, maxiter=1
+            )
+            if info == 0:
+                return d
+        self.lu = scipy.linalg.lu_factor(self._matrix(tau, m), check_finite=False)
+        self.factorisations += 1
+        return scipy.linalg.lu_solve(self.lu, -G, check_finite=False)
+
+
+def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
+    """Damped Newton on G(x) = 0 with Armijo backtracking on φ = ½‖G‖².
+
+    Returns (x, G, iterations, status) with status "ok" (‖G‖∞ <= gtol), "stalled" (no
+    step length decreases φ: the rounding floor or a bad start) or "max_iter".
+    """
+    G, m = _residual_G(P, log_ref, tau, beta, x)
+    phi = 0.5 * float(G @ G)
+    it = 0
+    while np.max(np.abs(G)) > gtol:
+        if it == max_iter:
+            return x, G, it, "max_iter"
+        d = solver.solve(tau, m, G)
+        it += 1
+        t = 1.0
+        # Newton's d has ∇φ·d = −2φ, so the Armijo test is φ(x + t d) <= (1 − 2σ t) φ(x).
+        for _ in range(30):
+            Gn, mn = _residual_G(P, log_ref, tau, beta, x + t * d)
+            phin = 0.5 * float(Gn @ Gn)
+            if phin <= (1.0 - 1e-4 * t) * phi:
+                break
+            t *= 0.5
+        else:
+            return x, G, it, "stalled"
+        x, G, m, phi = x + t * d, Gn, mn, phin
+    return x, G, it, "ok"
+
+
+#: Continuation ratio τ_{k+1}/τ_k to start with, and its bounds.
+_RATIO, _RATIO_MIN = 0.1, 1e-3
+
+
+def _solve_eq13(
+    P: NDArray, log_ref: NDArray, tau: float, beta: float, *, max_iter: int = 1000
+) -> tuple[NDArray, int]:
+    """Root of G (Eq. 13 at mixture β) by continuation in τ with warm-started Newton.
+
+    Stage k solves at τ_k = max(τ, τ_{k−1}·r) from the previous stage's root; r adapts:
+    r ← √r after a failed stage (retry closer), r ← r² after an easy one (≤ 4 steps).
+    Intermediate stages stop at ‖G‖∞ <= 1e-6 τ_k (a warm start only); the last stage runs
+    Newton to the rounding floor of G (‖G‖∞ ≈ ε (τ‖x‖∞ + 1)).
+    """
+    solver = _LinearSolver(P, beta, dense=P.shape[0] <= DENSE_MAX)
+    # For τ >= 2(1 − β) max|P − 1/2| the plain map is a contraction and Newton from π_ref
+    # converges at once: start there, or directly at τ when τ is that large.
+    spread = float(np.max(np.abs(P - 0.5)))
+    tau_done, x = None, log_ref.copy()
+    tau_k = max(tau, 2.0 * (1.0 - beta) * spread)
+    total, r = 0, _RATIO
+    while total <= max_iter:
+        final = tau_k == tau
+        gtol = 1e-6 * tau_k if not final else 0.0
+        xn, G, it, status = _newton(P, log_ref, tau_k, beta, x, solver, gtol=gtol, max_iter=30)
+        total += it
+        # At the last stage "stalled" with a small G is the rounding floor: accept it.
+        ok = status == "ok" or (final and status == "stalled" and np.max(np.abs(G)) < 1e-8 * tau)
+        if ok:
+            x, tau_done = xn, tau_k
+            if final:
+                return x, total
+            r = max(r * r, _RATIO_MIN) if it <= 4 else r
+            tau_k = max(tau, tau_k * r)
+            continue
+        if tau_done is None:  # not expected: the first stage is nearly linear
+            raise RuntimeError(f"Newton failed at the starting temperature τ = {tau_k:g}")
+        r = math.sqrt(r)
+        if r > 0.999:
+            break
+        tau_k = max(tau, tau_done * r)
+    return x, total
+
+
+def _on_support(game: PreferenceGame):
+    """Restrict to the support of π_ref (π = 0 wherever π_ref = 0 at every fixed point)."""
+    on = np.isfinite(game.log_ref)
+    if on.all():
+        return game.P, game.log_ref, on
+    return game.P[np.ix_(on, on)], game.log_ref[on], on
+
+
+def _embed(x_on: NDArray, on: NDArray) -> NDArray:
+    lp = np.full(on.shape[0], -np.inf)
+    lp[on] = log_softmax(x_on)
+    return lp
+
+
+def nash_equilibrium(game: PreferenceGame, *, tol: float = 1e-12) -> GameSolution:
+    """The regularised Nash equilibrium π ∝ π_ref exp(P π / τ) (IPO-MD Eq. 12, Prop. 4.1).
+
+    Newton with continuation in τ (module doc). ``residual`` is the duality gap
+    2τ KL(π‖BR(π)), ``converged`` is ``residual < tol``. Robust down to τ = 1e-4 and
+    below; float64 and log-space throughout.
+    """
+    _check_game(game)
+    P, log_ref, on = _on_support(game)
+    x, it = _solve_eq13(P, log_ref, game.tau, 0.0)
+    lp = _embed(x, on)
+    gap = exploitability(game, lp)
+    return GameSolution(lp, gap, it, gap < tol)
+
+
+def ipo_md_fixed_point(game: PreferenceGame, beta: float, *, tol: float = 1e-12) -> GameSolution:
+    """The IPO-MD(β) / Nash-MD-PG(β) fixed point π ∝ π_ref exp(P m_β(π)/τ) (IPO-MD Eq. 13).
+
+    Solved directly from Eq. (13) (Newton with continuation in τ), not through Prop. 5.2,
+    so that tests of Prop. 5.2 are not circular. β = 0 is the Nash equilibrium, β = 1 the
+    best response to π_ref. ``residual`` is :func:`fixed_point_residual`.
+    """
+    _check_game(game)
+    beta = check_unit_interval("beta", beta)
+    P, log_ref, on = _on_support(game)
+    x, it = _solve_eq13(P, log_ref, game.tau, beta)
+    lp = _embed(x, on)
+    res = fixed_point_residual(game, lp, beta)
+    return GameSolution(lp, res, it, res < tol)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def damped_fixed_point_nash(
+    game: PreferenceGame,
+    step: float,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+    max_seconds: float | None = None,
+) -> GameSolution:
+    """Baseline: damped (Krasnosel'skii–Mann) iteration π ← (1 − α) π + α BR(π).
+
+    The linearisation at the equilibrium has eigenvalues (1 − α) ± iαλ/τ, so it converges
+    for α < 2/(1 + λ²/τ²) at rate ≈ 1 − τ²/(2λ²): ~λ²/τ² iterations. α = 1 is plain
+    iteration, which cycles or diverges once τ < λ. Stops at gap < ``tol``.
+    """
+    import time
+
+    _check_game(game)
+    t0 = time.perf_counter()
+    P, log_ref, tau = game.P, game.log_ref, game.tau
+    pi = game.ref.copy()
+    gap, it = math.inf, 0
+    for it in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
+        lbr = log_softmax(log_ref + P @ pi / tau)
+        with np.errstate(divide="ignore"):
+            lp = np.log(pi)
+        gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
+        if gap < tol or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
+            break
+        pi = (1.0 - step) * pi + step * np.exp(lbr)
+    with np.errstate(divide="ignore"):
+        lp = np.log(pi / pi.sum())
+    return GameSolution(lp, gap, it, gap < tol)
+
+
+def mirror_descent_nash(
+    game: PreferenceGame,
+    lr: float,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+    max_seconds: float | None = None,
+) -> GameSolution:
+    """Baseline: magnetic mirror descent (Sokota et al., 2022) in self-play, magnet π_ref.
+
+    log π_{t+1} = (log π_t + η τ log π_ref + η P π_t)/(1 + η τ) − log Z  (the closed-form
+    MMD step for the payoff of Eq. 9). Its fixed point is Eq. (12). Equivalently a
+    log-space damped iteration with α = ητ/(1 + ητ). Stops at gap < ``tol``.
+    """
+    import time
+
+    _check_game(game)
+    t0 = time.perf_counter()
+    P, log_ref, tau = game.P, game.log_ref, game.tau
+    lp = log_ref.copy()
+    gap, it = math.inf, 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        g = P @ np.exp(lp)
+        lbr = log_softmax(log_ref + g / tau)
+        gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
+        if gap < tol or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
+            break
+        lp = log_softmax((lp + lr * tau * log_ref + lr * g) / (1.0 + lr * tau))
+    return GameSolution(lp, gap, it, gap < tol)
