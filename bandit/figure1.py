@@ -1,0 +1,305 @@
+"""CoPG Fig. 1: regret of offline CoPG, IPO and naive policy gradient on a 3-armed bandit.
+
+CoPG §5: rewards R = (2.5, 2, 1), data y ∼ μ1 = (0.1, 0.2, 0.7), y' ∼ μ2 = (0.05, 0.05, 0.9),
+β = 0.5, π_ref uniform; 10⁴ pairs with Bradley–Terry labels; a softmax policy trained from
+π_ref with Adam (lr 1e-3, batches of 512, 100 epochs, reshuffled each epoch); the regret
+J(π*) − J(π̂) along training. Each method's curve is the mean over seeds with a ±1 standard
+deviation band, and its exact fixed point (:mod:`bandit.fixed_points`) is a dashed line.
+
+    python -m bandit.figure1 [--seeds 10] [--epochs 100] [--methods copg,ipo,pg,pg_value]
+                             [--seed 0] [--out figures/] [--config FILE]
+
+Writes figure1.png, figure1.pdf and figure1.json into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import cli, load_config, save_figure, write_json
+from .exact import optimal_policy, optimal_value, regret
+from .methods import OFFLINE_METHODS, get_method
+from .problems import Bandit
+from .validation import ValidationError, check_positive
+
+__all__ = ["DEFAULT_METHODS", "Figure1Config", "compute", "main", "plot"]
+
+DEFAULT_METHODS = ("copg", "ipo", "pg", "pg_value")
+
+
+@dataclass(frozen=True)
+class Figure1Config:
+    """The experiment; the defaults are CoPG §5's.
+
+    ``rewards``, ``mu1``, ``mu2`` and ``ref`` are (n,) for one prompt, or (X, n) with an
+    optional ``rho`` (X,) for a contextual bandit; ``ref`` None means uniform.
+    """
+
+    rewards: Any = (2.5, 2.0, 1.0)
+    mu1: Any = (0.1, 0.2, 0.7)
+    mu2: Any = (0.05, 0.05, 0.9)
+    ref: Any = None
+    rho: Any = None
+    beta: float = 0.5
+    dataset_size: int = 10_000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    drop_last: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Figure1Config:
+        """Build from a config file's dict, rejecting unknown keys."""
+        if not isinstance(d, dict):
+            raise ValidationError(f"config must be a table/object, got {type(d).__name__}")
+        known = set(cls.__dataclass_fields__)
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ValidationError(
+                f"config: unknown key {extra[0]!r} (allowed: {', '.join(sorted(known))})"
+            )
+        return cls(**d)
+
+    def problem(self) -> tuple[Bandit, Any]:
+        """The bandit and its OfflineData, validated (ValidationError on bad input)."""
+        from .expected import OfflineData
+
+        R = np.asarray(self.rewards, dtype=np.float64)
+        beta = check_positive("beta", self.beta)
+        if R.ndim == 1:
+            if self.rho is not None:
+                raise ValidationError("rho: only for contextual rewards of shape (X, n)")
+            bandit = Bandit.single(R, beta, ref=self.ref)
+        else:
+            bandit = Bandit(R, self.ref, self.rho, beta)
+        data = OfflineData(self.mu1, self.mu2)
+        if data.mu1.shape != bandit.rewards.shape:
+            raise ValidationError(
+                f"mu1, mu2 must have the shape of rewards {np.shape(self.rewards)}, "
+                f"got {np.shape(self.mu1)}"
+            )
+        return bandit, data
+
+    def train_config(self, epochs: int):
+        from .trainer import TrainConfig
+
+        return TrainConfig(
+            self.dataset_size, self.batch_size, epochs, self.learning_rate, self.drop_last
+        )
+
+
+def _squeeze(bandit: Bandit, config: Figure1Config, a: np.ndarray) -> np.ndarray:
+    """Policies as (n,) for a one-prompt problem given as (n,), else (X, n)."""
+    return a[..., 0, :] if np.ndim(config.rewards) == 1 else a
+
+
+def compute(
+    config: Figure1Config | None = None,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    seeds: int = 10,
+    epochs: int = 100,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train every method on every seed and compare with the exact fixed points.
+
+    Returns:
+      (summary, results): ``summary`` is the content of figure1.json; ``results`` maps
+      each method to its :class:`~bandit.trainer.TrainResult` (and ``"_batches"`` to the
+      :class:`~bandit.trainer.Minibatches`, the datasets used).
+    """
+    config = config or Figure1Config()
+    methods = list(dict.fromkeys(methods))
+    for m in methods:
+        if get_method(m).sampling != "offline":
+            raise ValidationError(
+                f"methods: {m!r} is an online method; figure 1 trains offline methods "
+                f"({', '.join(OFFLINE_METHODS)})"
+            )
+    bandit, data = config.problem()
+    tc = config.train_config(epochs)
+    from .trainer import minibatches, train_all  # JAX loads here, after validation
+
+    batches = minibatches(bandit, data, n_seeds=seeds, seed=seed, config=tc)
+    from .fixed_points import fixed_point
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(methods) * epochs, desc="figure1", unit="epoch", leave=False)
+    try:
+        results = train_all(
+            methods,
+            bandit,
+            batches,
+            learning_rate=tc.learning_rate,
+            progress=bar.update if bar else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+
+    sq = lambda a: _squeeze(bandit, config, np.asarray(a))  # noqa: E731
+    ddof = 1 if seeds > 1 else 0
+    per_method = {}
+    for m in methods:
+        r = results[m]
+        fp = fixed_point(m, bandit, data)
+        final = r.regret[:, -1]
+        per_method[m] = {
+            "final_regret_mean": float(final.mean()),
+            "final_regret_std": float(final.std(ddof=ddof)),
+            "final_policy_mean": sq(np.exp(r.log_policies[:, -1]).mean(axis=0)),
+            "fixed_point_policy": sq(np.exp(fp.log_policy)),
+            "fixed_point_regret": float(regret(bandit, fp.log_policy)),
+            "fixed_point_residual": float(fp.residual),
+            "fixed_point_unique": bool(fp.unique),
+            "fixed_point_interior": bool(fp.interior),
+            "fixed_point_message": fp.message,
+            "regret_curve_mean": r.regret.mean(axis=0),
+            "regret_curve_std": r.regret.std(axis=0, ddof=ddof),
+        }
+    summary = {
+        "config": {
+            **asdict(config),
+            "ref": bandit.ref if config.ref is None else config.ref,
+            "methods": methods,
+            "seeds": seeds,
+            "epochs": epochs,
+            "seed": seed,
+        },
+        "optimal_policy": sq(np.exp(optimal_policy(bandit))),
+        "optimal_value": float(optimal_value(bandit)),
+        "initial_regret": float(regret(bandit, bandit.log_ref)),
+        "methods": per_method,
+    }
+    if np.ndim(config.rewards) == 1:
+        summary["config"]["ref"] = np.asarray(summary["config"]["ref"]).reshape(-1)
+    results["_batches"] = batches
+    return summary, results
+
+
+_LABELS = {
+    "copg": "CoPG",
+    "ipo": "IPO",
+    "pg": "PG (no baseline)",
+    "pg_value": "PG (value baseline)",
+    "dpo": "DPO",
+    "slic": "SLiC",
+}
+
+
+def plot(summary: dict[str, Any]):
+    """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, (m, s) in enumerate(summary["methods"].items()):
+        color = f"C{i}"
+        mean = np.asarray(s["regret_curve_mean"])
+        sd = np.asarray(s["regret_curve_std"])
+        x = np.arange(mean.size)
+        ax.plot(x, mean, color=color, label=_LABELS.get(m, m))
+        ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.25, linewidth=0)
+        if np.isfinite(s["fixed_point_regret"]):
+            ax.axhline(s["fixed_point_regret"], color=color, linestyle="--", linewidth=1)
+    cfg = summary["config"]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(r"regret $J(\pi_*) - J(\hat\pi)$")
+    ax.set_title(
+        f"CoPG §5 bandit, β = {cfg['beta']:g}: mean ± sd over {cfg['seeds']} seeds; "
+        "dashed: exact fixed point",
+        fontsize=9,
+    )
+    ax.set_xlim(0, max(1, len(mean) - 1))
+    ax.set_ylim(bottom=0)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ValueErrors, so :func:`bandit._io.cli` prints one line."""
+
+    def error(self, message: str):
+        raise ValidationError(message)
+
+
+def _int_at_least(low: int):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
+        return v
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m bandit.figure1",
+        description="Regenerate CoPG Fig. 1 (regret of offline methods on the §5 bandit).",
+    )
+    p.add_argument("--seeds", type=_int_at_least(1), default=10, help="seeds (default 10)")
+    p.add_argument("--epochs", type=_int_at_least(1), default=100, help="epochs (default 100)")
+    p.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated offline methods among {', '.join(OFFLINE_METHODS)} "
+        f"(default {','.join(DEFAULT_METHODS)})",
+    )
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML or JSON file with any of: rewards, mu1, mu2, ref, rho, beta, "
+        "dataset_size, batch_size, learning_rate, drop_last",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Regenerate figure1.png, figure1.pdf and figure1.json."""
+    args = _parser().parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ValidationError("--methods: give at least one method")
+    for m in methods:
+        get_method(m)  # unknown names fail here, before any work
+    config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
+    config.problem()  # validate before training
+    config.train_config(args.epochs)
+    summary, _ = compute(
+        config,
+        methods=methods,
+        seeds=args.seeds,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=True,
+    )
+    write_json(args.out / "figure1.json", summary)
+    import matplotlib.pyplot as plt
+
+    fig = plot(summary)
+    save_figure(fig, args.out / "figure1")
+    plt.close(fig)
+    print(f"wrote {args.out / 'figure1.png'}, .pdf and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(main)())
