@@ -55,6 +55,7 @@ __all__ = [
     "Minibatches",
     "TrainConfig",
     "TrainResult",
+    "expected_minibatches",
     "minibatches",
     "minibatches_from_permutations",
     "regret_curves",
@@ -118,12 +119,13 @@ class Minibatches:
 
     Attributes:
       dataset: (S, X, n, n, 2) counts of each seed's dataset.
-      counts: (S, E, J, X, n, n, 2) counts of batch j of epoch e.
+      counts: (S, E, J, X, n, n, 2) counts of batch j of epoch e (integers; fractional
+        for :func:`expected_minibatches`).
       sizes: (J,) batch sizes (the same in every epoch).
     """
 
-    dataset: NDArray[np.int64]
-    counts: NDArray[np.int32]
+    dataset: NDArray[Any]
+    counts: NDArray[Any]
     sizes: NDArray[np.int64]
 
     @property
@@ -133,6 +135,19 @@ class Minibatches:
     @property
     def epochs(self) -> int:
         return self.counts.shape[1]
+
+    def concat(self, other: Minibatches) -> Minibatches:
+        """Both sets of seeds, ``self``'s first (they must share the batch sizes)."""
+        if not np.array_equal(self.sizes, other.sizes):
+            raise ValidationError("batches: cannot join minibatches with different batch sizes")
+        dt = np.result_type(self.counts, other.counts)
+        return Minibatches(
+            np.concatenate([self.dataset, other.dataset]).astype(
+                np.result_type(self.dataset, other.dataset)
+            ),
+            np.concatenate([self.counts.astype(dt), other.counts.astype(dt)]),
+            self.sizes,
+        )
 
 
 def _pair_probabilities(
@@ -239,6 +254,32 @@ def minibatches(
     ds = sample_datasets(bandit, data, n_seeds, config.dataset_size, rng, preferences=preferences)
     sizes = config.batch_sizes
     return Minibatches(ds, shuffle_counts(ds, sizes, config.epochs, rng), sizes)
+
+
+def expected_minibatches(
+    bandit: Bandit,
+    data: Any,
+    *,
+    config: TrainConfig | None = None,
+    preferences: ArrayLike | None = None,
+) -> Minibatches:
+    """One "seed" whose every batch holds the *expected* fractional counts |B|·ρ q p.
+
+    Its batch loss is the exact expected loss, so training on it runs Adam on the exact
+    expected gradient with the same step schedule: the infinite-data, noise-free flow that
+    shows how much of a trained policy's distance to its fixed point is optimisation gap.
+    """
+    config = config or TrainConfig()
+    joint = np.asarray(data.joint, dtype=np.float64)
+    probs = _pair_probabilities(bandit, joint, preferences)
+    sizes = config.batch_sizes
+    counts = sizes[:, None] * probs.reshape(1, -1)  # (J, K)
+    counts = np.broadcast_to(counts, (1, config.epochs, *counts.shape))
+    return Minibatches(
+        config.dataset_size * probs[None],
+        counts.reshape((1, config.epochs, len(sizes), *probs.shape)),
+        sizes,
+    )
 
 
 def minibatches_from_permutations(
@@ -402,7 +443,7 @@ def train_all(
         traj: list[list[NDArray[np.float64]]] = [[] for _ in methods]
         for e0 in range(0, E, C):
             n = min(C, E - e0)
-            counts = np.zeros((S, C, *batches.counts.shape[2:]), dtype=np.int32)
+            counts = np.zeros((S, C, *batches.counts.shape[2:]), dtype=batches.counts.dtype)
             counts[:, :n] = batches.counts[:, e0 : e0 + n]
             states, logs = run(states, counts, jnp.arange(C) < n)
             for i, lp in enumerate(logs):
