@@ -61,21 +61,26 @@ def _logps(name: str, x: object, k: int | None = 2) -> torch.Tensor:
     return x
 
 
-def _like(name: str, x: object, ref: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``x`` as a tensor of ``shape`` on ``ref``'s device in ``ref``'s dtype (numbers broadcast)."""
+def _like(
+    name: str, x: object, ref: torch.Tensor, shape: tuple[int, ...], scalar: bool = False
+) -> torch.Tensor:
+    """``x`` as a tensor of ``shape`` on ``ref``'s device in ``ref``'s dtype.
+
+    Python numbers broadcast; so do 0-d tensors when ``scalar`` (baselines, preferences).
+    """
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         return torch.full(shape, float(x), dtype=ref.dtype, device=ref.device)
     if not isinstance(x, torch.Tensor):
         raise ValidationError(f"{name} must be a torch.Tensor or a number, got {type(x).__name__}")
     if x.is_complex():
         raise ValidationError(f"{name} must be real, got {x.dtype}")
-    if tuple(x.shape) != shape:
+    if tuple(x.shape) != shape and not (scalar and x.ndim == 0):
         raise ValidationError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
     if x.device != ref.device:
         raise ValidationError(
             f"{name} is on {x.device} but policy_logps is on {ref.device}; expected one device"
         )
-    return x.to(ref.dtype)
+    return x.to(ref.dtype).expand(shape)
 
 
 def _pair(policy_logps: object, ref_logps: object, k: int | None = 2) -> torch.Tensor:
@@ -96,7 +101,7 @@ def _pair(policy_logps: object, ref_logps: object, k: int | None = 2) -> torch.T
 
 
 def _preference(preference: object, h: torch.Tensor) -> torch.Tensor:
-    p = _like("preference", preference, h, tuple(h.shape[:-1]))
+    p = _like("preference", preference, h, tuple(h.shape[:-1]), scalar=True)
     bad = (p < 0) | (p > 1) | torch.isnan(p)
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0])
@@ -161,13 +166,13 @@ def pg_loss(
     Args:
       policy_logps, ref_logps, rewards: (..., 2).
       beta: KL strength β > 0.
-      baseline: b, a number or a (...) tensor (stop-gradient); 0 for plain ``pg``.
+      baseline: b, a number, a 0-d or a (...) tensor (stop-gradient); 0 for plain ``pg``.
       reduction: "mean" | "sum" | "none".
     """
     beta = check_positive("beta", beta)
     h = _pair(policy_logps, ref_logps)
     r = _like("rewards", rewards, h, tuple(h.shape))
-    b = _like("baseline", baseline, h, tuple(h.shape[:-1]))
+    b = _like("baseline", baseline, h, tuple(h.shape[:-1]), scalar=True)
     return _reduce(L.pg_loss(h[..., 0], h[..., 1], r[..., 0], r[..., 1], beta, b), reduction)
 
 
@@ -218,7 +223,7 @@ def ipo_loss(
 
     Args:
       policy_logps, ref_logps: (..., 2).
-      preference: (...) p = P(completion 0 ≻ completion 1), or a number.
+      preference: (...) p = P(completion 0 ≻ completion 1), or a number / 0-d tensor.
       beta: KL strength β = τ > 0.
       reduction: "mean" | "sum" | "none".
     """
