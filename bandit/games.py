@@ -23,7 +23,8 @@ the logits x (π = softmax(x)) on
 
     G(x) = τ (x − log π_ref) − P m_β(x) = 0,
 
-whose Jacobian J = τ I − (1 − β) P S,  S = diag(m) − m mᵀ, is never singular: P S = A S with
+(in the code divided by τ and shifted by a constant, see :func:`_residual_G`), whose
+Jacobian J = τ I − (1 − β) P S,  S = diag(m) − m mᵀ, is never singular: P S = A S with
 A = P − 11ᵀ/2 antisymmetric, so the eigenvalues of P S are purely imaginary and those of J
 have real part τ > 0. G is invariant to nothing: shifting x by c·1 shifts G by τc·1, so the
 root is isolated and no normalisation constraint is needed. Plain iteration π ← BR(π) has
@@ -111,6 +112,15 @@ def _check_policy(game: PreferenceGame, name: str, log_pi: ArrayLike) -> NDArray
     return lp
 
 
+def _advantage(P: NDArray, pi: NDArray) -> NDArray:
+    """p(y ≻ π) − 1/2 = (P π)_y − 1/2 Σπ.
+
+    The constant cancels in every softmax below; removing it keeps the logits O(log n)
+    rather than O(1/(2τ)), so their rounding error is ε·O(log n), not ε/τ.
+    """
+    return P @ pi - 0.5 * pi.sum()
+
+
 def best_response(game: PreferenceGame, log_pi: ArrayLike) -> NDArray[np.float64]:
     """Regularised best response to π: log BR(π) = log_softmax(log π_ref + P π / τ).
 
@@ -118,7 +128,7 @@ def best_response(game: PreferenceGame, log_pi: ArrayLike) -> NDArray[np.float64
     """
     _check_game(game)
     pi = np.exp(_check_policy(game, "log_pi", log_pi))
-    return log_softmax(game.log_ref + game.P @ pi / game.tau)
+    return log_softmax(game.log_ref + _advantage(game.P, pi) / game.tau)
 
 
 def game_value(game: PreferenceGame, log_pi1: ArrayLike, log_pi2: ArrayLike) -> float:
@@ -137,7 +147,7 @@ def exploitability(game: PreferenceGame, log_pi: ArrayLike) -> float:
     """
     _check_game(game)
     lp = _check_policy(game, "log_pi", log_pi)
-    log_br = log_softmax(game.log_ref + game.P @ np.exp(lp) / game.tau)
+    log_br = log_softmax(game.log_ref + _advantage(game.P, np.exp(lp)) / game.tau)
     # KL >= 0; a negative value is rounding (|.| ~ 1e-16) and is reported as 0.
     return max(0.0, 2.0 * game.tau * float(kl(lp, log_br)))
 
@@ -145,7 +155,7 @@ def exploitability(game: PreferenceGame, log_pi: ArrayLike) -> float:
 def _eq13_map(game: PreferenceGame, lp: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
     """log T(π) = log_softmax(log π_ref + P m_β(π) / τ), the right-hand side of Eq. (13)."""
     m = np.exp(geometric_mixture(lp, game.log_ref, beta))
-    return log_softmax(game.log_ref + game.P @ m / game.tau)
+    return log_softmax(game.log_ref + _advantage(game.P, m) / game.tau)
 
 
 def fixed_point_residual(game: PreferenceGame, log_pi: ArrayLike, beta: float) -> float:
@@ -174,12 +184,17 @@ def _mixture(x: NDArray, log_ref: NDArray, beta: float) -> NDArray:
 
 
 def _residual_G(P, log_ref, tau, beta, x) -> tuple[NDArray, NDArray]:
+    """G(x) = x − log π_ref − (P m_β(x) − 1/2)/τ: the module's G over τ, minus a constant.
+
+    Dividing by τ makes G a log-space residual; the −1/2 (see :func:`_advantage`) keeps the
+    root x = O(log n) on the support, which sets the rounding floor of ‖G‖ to ε·O(log n).
+    """
     m = _mixture(x, log_ref, beta)
-    return tau * (x - log_ref) - P @ m, m
+    return x - log_ref - _advantage(P, m) / tau, m
 
 
 class _LinearSolver:
-    """Solves J d = −G, J = τ I − (1 − β) P (diag(m) − m mᵀ), for successive Newton steps.
+    """Solves J d = −G, J = I − (1 − β) P (diag(m) − m mᵀ)/τ, for successive Newton steps.
 
     Dense: GMRES on the exact J, preconditioned by the LU factors of an earlier J (J moves
     little between steps), refactorising only when GMRES needs more than ``max_krylov``
@@ -192,17 +207,18 @@ class _LinearSolver:
         self.factorisations = 0
 
     def _matrix(self, tau: float, m: NDArray) -> NDArray:
-        J = (-self.c) * (self.P * m[None, :])
-        J += self.c * np.outer(self.P @ m, m)
-        J[np.diag_indices(m.shape[0])] += tau
+        a = self.c / tau
+        J = (-a) * (self.P * m[None, :])
+        J += a * np.outer(self.P @ m, m)
+        J[np.diag_indices(m.shape[0])] += 1.0
         return J
 
     def solve(self, tau: float, m: NDArray, G: NDArray) -> NDArray:
-        P, c, n = self.P, self.c, m.shape[0]
+        P, a, n = self.P, self.c / tau, m.shape[0]
         Pm = P @ m
 
         def matvec(v):
-            return tau * v - c * (P @ (m * v) - Pm * (m @ v))
+            return v - a * (P @ (m * v) - Pm * (m @ v))
 
         op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
         if not self.dense:
@@ -232,7 +248,7 @@ def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
     G, m = _residual_G(P, log_ref, tau, beta, x)
     phi = 0.5 * float(G @ G)
     it = 0
-    while np.max(np.abs(G)) > gtol:
+    while not np.all(np.abs(G) <= gtol(x) if callable(gtol) else np.abs(G) <= gtol):
         if it == max_iter:
             return x, G, it, "max_iter"
         d = solver.solve(tau, m, G)
@@ -251,8 +267,17 @@ def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
     return x, G, it, "ok"
 
 
+def _rounding_floor(log_ref: NDArray, tau: float):
+    """Per-entry rounding floor of G: 8ε(1 + |x − log π_ref| + 1/τ). x − log π_ref is O(1/τ)
+    off the support and O(log n) on it, and (P m − 1/2)/τ carries an error ε/τ."""
+    eps = np.finfo(np.float64).eps
+    return lambda x: 8 * eps * (1.0 + np.abs(x - log_ref) + 1.0 / tau)
+
+
+#: Newton steps allowed in an intermediate continuation stage before backing off.
+_STAGE_ITERS = 20
 #: Continuation ratio τ_{k+1}/τ_k to start with, and its bounds.
-_RATIO, _RATIO_MIN = 0.1, 1e-3
+_RATIO, _RATIO_MIN = 0.1, 1e-2
 
 
 def _solve_eq13(
@@ -262,8 +287,8 @@ def _solve_eq13(
 
     Stage k solves at τ_k = max(τ, τ_{k−1}·r) from the previous stage's root; r adapts:
     r ← √r after a failed stage (retry closer), r ← r² after an easy one (≤ 4 steps).
-    Intermediate stages stop at ‖G‖∞ <= 1e-6 τ_k (a warm start only); the last stage runs
-    Newton to the rounding floor of G (‖G‖∞ ≈ ε (τ‖x‖∞ + 1)).
+    Intermediate stages stop at ‖G‖∞ <= 1e-6 (a warm start only); the last stage runs
+    Newton until no step decreases ‖G‖ (the rounding floor, ≈ ε‖x‖∞).
     """
     solver = _LinearSolver(P, beta, dense=P.shape[0] <= DENSE_MAX)
     # For τ >= 2(1 − β) max|P − 1/2| the plain map is a contraction and Newton from π_ref
@@ -274,16 +299,18 @@ def _solve_eq13(
     total, r = 0, _RATIO
     while total <= max_iter:
         final = tau_k == tau
-        gtol = 1e-6 * tau_k if not final else 0.0
-        xn, G, it, status = _newton(P, log_ref, tau_k, beta, x, solver, gtol=gtol, max_iter=30)
+        gtol = _rounding_floor(log_ref, tau) if final else 1e-6
+        xn, G, it, status = _newton(
+            P, log_ref, tau_k, beta, x, solver, gtol=gtol, max_iter=_STAGE_ITERS
+        )
         total += it
         # At the last stage "stalled" with a small G is the rounding floor: accept it.
-        ok = status == "ok" or (final and status == "stalled" and np.max(np.abs(G)) < 1e-8 * tau)
+        ok = status == "ok" or (final and status == "stalled" and np.max(np.abs(G)) < 1e-8)
         if ok:
             x, tau_done = xn, tau_k
             if final:
                 return x, total
-            r = max(r * r, _RATIO_MIN) if it <= 4 else r
+            r = max(r * r, _RATIO_MIN) if it <= 3 else r
             tau_k = max(tau, tau_k * r)
             continue
         if tau_done is None:  # not expected: the first stage is nearly linear
@@ -365,7 +392,7 @@ def damped_fixed_point_nash(
     pi = game.ref.copy()
     gap, it = math.inf, 0
     for it in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
-        lbr = log_softmax(log_ref + P @ pi / tau)
+        lbr = log_softmax(log_ref + _advantage(P, pi) / tau)
         with np.errstate(divide="ignore"):
             lp = np.log(pi)
         gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
@@ -399,7 +426,7 @@ def mirror_descent_nash(
     lp = log_ref.copy()
     gap, it = math.inf, 0
     for it in range(1, max_iter + 1):  # noqa: B007
-        g = P @ np.exp(lp)
+        g = _advantage(P, np.exp(lp))
         lbr = log_softmax(log_ref + g / tau)
         gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
         if gap < tol or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
