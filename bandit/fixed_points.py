@@ -199,7 +199,7 @@ def _laplacian_solve(
 
 def _graph_report(tab: Tables, data: OfflineData) -> tuple[bool, str, dict[str, Any]]:
     """Whether the offline pair graph identifies the policy on every prompt, and why not."""
-    X, n = np.shape(tab.log_ref)
+    X, _n = np.shape(tab.log_ref)
     comps, reasons = [], []
     for x in range(X):
         k, labels = pair_graph_components(_sym_weights(tab, data, x))
@@ -242,7 +242,7 @@ def _copg_or_ipo(method: str, tab: Tables, data: OfflineData, theta0: NDArray) -
     """copg: L θ = L(R/β + log π_ref) (CoPG Eq. 9 summed over pairs: g_h = −L R_β^π).
     ipo: L θ = L log π_ref + s, s(y) = Σ_y' w(y, y')(2p(y ≻ y') − 1)/(2β), the normal
     equation of the IPO least squares in h (IPO-MD Eq. 8)."""
-    X, n = theta0.shape
+    X, _n = theta0.shape
     lr = np.asarray(tab.log_ref)
     beta = float(tab.beta)
     out = np.empty_like(theta0)
@@ -269,7 +269,7 @@ def _dpo(tab: Tables, data: OfflineData, theta0: NDArray, fld: _Field):
     """
     X, n = theta0.shape
     pref = np.asarray(tab.pref)
-    out = theta0.copy()
+
     face = np.zeros((X, n), dtype=bool)  # actions whose mass the flow sends to 0
     notes, unique = [], True
     penal = []
@@ -446,22 +446,23 @@ def _newton_roots(fld: _Field, starts: list[NDArray], scale: float):
     roots: list[NDArray] = []
     for s in starts:
         sol = scipy.optimize.root(F, _reduce(s), jac=JF, method="hybr", options={"xtol": 1e-15})
-        z = sol.x
-        for _ in range(8):
+        z, converged = sol.x, False
+        # Newton polish. A genuine root converges quadratically (steps → 0); a point sliding
+        # to the boundary (g ∝ π(y) → 0 while log π(y) keeps falling) takes O(1) steps forever.
+        for _ in range(12):
             fz = F(z)
             if not np.all(np.isfinite(fz)):
                 break
             try:
-                z2 = z - np.linalg.solve(JF(z), fz)
+                step = np.linalg.solve(JF(z), fz)
             except np.linalg.LinAlgError:
                 break
-            if not np.max(np.abs(F(z2))) < np.max(np.abs(fz)):
+            z = z - step
+            if np.max(np.abs(step)) <= 1e-9 * (1.0 + np.max(np.abs(z))):
+                converged = True
                 break
-            z = z2
         fz = F(z)
-        if not np.all(np.isfinite(fz)) or np.max(np.abs(fz)) > ROOT_TOL * scale:
-            continue
-        if np.max(np.abs(z)) > 50.0:  # a probability below e^-50: a boundary point, not a root
+        if not converged or not np.all(np.isfinite(fz)) or np.max(np.abs(fz)) > ROOT_TOL * scale:
             continue
         lp = log_softmax(_expand(z, fld.shape))
         if all(np.max(np.abs(lp - r)) > 1e-6 for r in roots):
@@ -505,9 +506,9 @@ def _root_fixed_point(fld: _Field, theta0: NDArray, extra_starts: list[NDArray])
             details,
         )
     # Several roots, or none: ask the flow where it goes from θ0.
-    F, JF = _reduced_system(fld)
+    _F, JF = _reduced_system(fld)
     lam = np.abs(np.linalg.eigvals(JF(_reduce(theta0))).real)
-    t_end = 1e4 / max(float(np.min(lam[lam > 0], initial=1.0)), 1e-6)
+    t_end = 1e8 / max(float(np.min(lam[lam > 0], initial=1.0)), 1e-6)
     end = _flow_endpoint(fld, theta0, t_end)
     if roots:
         i = int(np.argmin([np.max(np.abs(end - r)) for r in roots]))
@@ -517,10 +518,12 @@ def _root_fixed_point(fld: _Field, theta0: NDArray, extra_starts: list[NDArray])
         )
         details["roots"] = [r.tolist() for r in roots]
         return roots[i], False, True, msg, details
-    vanish = end < np.log(1e-8)
+    # Actions the flow is still draining: small and with g > 0 (descent lowers their logit).
+    # Their mass decays only algebraically (θ' = −π(y)·rate gives π(y) ~ 1/(rate·t)).
+    vanish = (end < np.log(1e-4)) & (fld.grad(end) > 0)
     if not vanish.any():
         raise RuntimeError("no root found and the flow does not approach the boundary")
-    # Polish on the face: fix the vanishing logits at FACE_LOGIT, solve for the others.
+    # Polish on the face: fix the vanishing logits far down, solve for the others.
     theta = np.where(vanish, _face_logits(np.where(vanish, -np.inf, end), fld.beta), end)
     live = ~vanish
     live[np.arange(theta.shape[0]), np.argmax(end, axis=-1)] = False  # gauge: top logit fixed
@@ -538,6 +541,15 @@ def _root_fixed_point(fld: _Field, theta0: NDArray, extra_starts: list[NDArray])
     if live.any():
         sol = scipy.optimize.root(G, theta[live], jac=JG, method="hybr", options={"xtol": 1e-15})
         theta[live] = sol.x
+    # The face attracts when the transversal rate g(y)/π(y) is > 0 for every vanishing y
+    # (measured with those π(y) = e^-30 relative, where the rate is its face value to 1e-13).
+    probe = np.where(vanish, np.max(theta, axis=-1, keepdims=True) - 30.0, theta)
+    rate = fld.grad(probe)[vanish] / np.exp(log_softmax(probe))[vanish]
+    details["transversal_rate"] = rate.tolist()
+    if not np.all(rate > 0):
+        raise RuntimeError(
+            "no root found and the boundary face the flow heads for does not attract"
+        )
     lp = np.where(vanish, -np.inf, log_softmax(theta))
     where = "; ".join(
         f"prompt {x}: π(y) → 0 for y ∈ {np.flatnonzero(vanish[x]).tolist()}"
@@ -649,12 +661,21 @@ def fixed_point(
                     "for the range of θ(y) − θ(anchor) over the optimal set"
                 )
             how = "LP (HiGHS); residual = duality gap"
-        else:  # pg, pg_value
-            lp, u, interior, how, d2 = _root_fixed_point(
+        else:  # pg, pg_value: not contrastive, so the pair graph is not what identifies them
+            lp, unique, interior, how, d2 = _root_fixed_point(
                 fld, theta0, [optimal_policy(problem), np.zeros_like(theta0)]
             )
             details.update(d2)
-            unique = unique and u
+            unseen = (data.mu1 + data.mu2 == 0) | (np.asarray(tab.rho) == 0)[:, None]
+            msg = "every action is sampled"
+            if unseen.any():
+                msg = f"actions never sampled (prompt, action): {np.argwhere(unseen).tolist()}"
+                if interior and (unseen.sum(axis=1) > 1).any():
+                    unique = False
+                    msg += (
+                        "; their gradient is π(y)·(a common rate), so at an interior fixed "
+                        "point the split of their mass is free"
+                    )
             residual = fld.residual(lp)
         message = f"{method}: {how}; {msg}"
         return FixedPoint(method, lp, residual, unique, interior, message, details)
