@@ -1,0 +1,234 @@
+"""Learning dynamics on a preference game, in the logit parameterisation π = softmax(θ).
+
+Exact dynamics take discrete optimiser steps along the exact expected gradient of a
+method's population loss (IPO-MD §4–5):
+
+  offline IPO          ``"ipo"``         pairs y, y' ∼ μ (a fixed policy)       Eq. (10)
+  online IPO           ``"online_ipo"``  y, y' ∼ sg[π] (self-play)              Eq. (11)
+  IPO-MD(β)            ``"ipo_md"``      y, y' ∼ sg[π^(1−β) π_ref^β]            §5.1
+  Nash-MD-PG(β)        ``"nash_md_pg"``  y ∼ sg[π], y' ∼ sg[π^(1−β) π_ref^β]    §2.6
+  online DPO           ``"online_dpo"``  y, y' ∼ sg[π]                          App. G
+
+The expected loss is :func:`bandit.expected.loss_fn` (the one definition of each loss),
+differentiated by ``jax.grad`` and stepped with optax inside ``lax.scan``, in float64
+(``jax.enable_x64`` locally). Sampled dynamics replace the expectation by a minibatch:
+each step draws B pairs from the method's exact pair distribution
+(:func:`bandit.expected.pair_weights`) and a Bernoulli label for each from P, and
+minimises Σ_pairs (count/B)·ℓ(pair; p̂) with p̂ the pair's empirical win frequency, which
+is the minibatch mean of the per-sample losses since every loss is linear in p.
+Same seed → same trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpy.typing import ArrayLike, NDArray
+
+from .expected import OfflineData, loss_fn, pair_losses, pair_weights
+from .policy import log_softmax
+from .problems import PreferenceGame
+from .validation import ValidationError, check_distribution, check_finite, check_positive
+
+__all__ = ["GAME_METHODS", "Trajectory", "exact_dynamics", "sampled_dynamics"]
+
+#: The methods these dynamics support, and whether they take the mixture β.
+GAME_METHODS = {
+    "ipo": False,
+    "online_ipo": False,
+    "ipo_md": True,
+    "nash_md_pg": True,
+    "online_dpo": False,
+}
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Recorded policies of one run per starting point.
+
+    Attributes:
+      log_policies: log π at the recorded steps, shape (S, T, n) for S starts.
+      steps: the step index of each record, shape (T,); 0 is the start.
+    """
+
+    log_policies: NDArray[np.float64]
+    steps: NDArray[np.int64]
+
+    @property
+    def final(self) -> NDArray[np.float64]:
+        """log π after the last step, shape (S, n)."""
+        return self.log_policies[:, -1]
+
+
+def _setup(method, game, logits0, steps, record_every, mixture, mu):
+    if method not in GAME_METHODS:
+        raise ValidationError(
+            f"method: {method!r} has no game dynamics here; expected one of "
+            f"{', '.join(GAME_METHODS)}"
+        )
+    if not isinstance(game, PreferenceGame):
+        raise ValidationError(f"game must be a PreferenceGame, got {type(game).__name__}")
+    n = game.n_actions
+    th = check_finite("logits0", logits0)
+    if th.ndim == 1:
+        th = th[None]
+    if th.ndim != 2 or th.shape[1] != n:
+        raise ValidationError(f"logits0 must have shape (n,) or (S, n) with n={n}, got {th.shape}")
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValidationError(f"steps must be an integer >= 0, got {steps!r}")
+    if not isinstance(record_every, (int, np.integer)) or record_every < 1:
+        raise ValidationError(f"record_every must be an integer >= 1, got {record_every!r}")
+    if steps % record_every:
+        raise ValidationError(
+            f"steps ({steps}) must be a multiple of record_every ({record_every})"
+        )
+    params: dict[str, Any] = {}
+    if GAME_METHODS[method]:
+        params["mixture"] = mixture
+    elif mixture != 0.0:
+        raise ValidationError(f"mixture: method {method!r} takes no mixture β (got {mixture})")
+    data = None
+    if method == "ipo":
+        if mu is None:
+            raise ValidationError("mu: offline IPO needs the data policy μ (pairs y, y' ∼ μ)")
+        mu_a = check_distribution("mu", mu)
+        data = OfflineData(mu_a, mu_a)
+    elif mu is not None:
+        raise ValidationError(f"mu: only offline 'ipo' takes a data policy, not {method!r}")
+    return th, params, data
+
+
+def _scan(step_fn, th0, opt_state0, key0, steps, record_every):
+    """Run ``steps`` steps, recording log π every ``record_every`` steps (and at step 0)."""
+
+    def chunk(carry, _):
+        carry = jax.lax.fori_loop(0, record_every, lambda _, c: step_fn(c), carry)
+        return carry, log_softmax(carry[0])
+
+    _, rec = jax.lax.scan(chunk, (th0, opt_state0, key0), None, length=steps // record_every)
+    return jnp.concatenate([log_softmax(th0)[None], rec], axis=0)
+
+
+def _optimiser(lr: float | None, optimizer: optax.GradientTransformation | None):
+    if optimizer is not None:
+        return optimizer
+    return optax.sgd(check_positive("lr", lr))
+
+
+def exact_dynamics(
+    method: str,
+    game: PreferenceGame,
+    logits0: ArrayLike,
+    *,
+    steps: int,
+    lr: float | None = None,
+    mixture: float = 0.0,
+    mu: ArrayLike | None = None,
+    record_every: int = 1,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Trajectory:
+    """Discrete steps along the exact expected gradient of ``method``'s population loss.
+
+    Args:
+      method: one of :data:`GAME_METHODS` (table in the module doc).
+      game: the preference game; its τ is the loss's KL strength.
+      logits0: starting logits, shape (n,) or (S, n) for S starting points (run in parallel).
+      steps: number of optimiser steps.
+      lr: step size of plain gradient descent (``optax.sgd``), unless ``optimizer`` is given.
+      mixture: β of IPO-MD(β) / Nash-MD-PG(β), in [0, 1].
+      mu: the data policy of offline IPO (``method="ipo"``), shape (n,).
+      record_every: keep log π every this many steps.
+      optimizer: any optax transformation, replacing ``optax.sgd(lr)``.
+    Returns:
+      A :class:`Trajectory` with log-policies of shape (S, steps // record_every + 1, n).
+    """
+    th, params, data = _setup(method, game, logits0, steps, record_every, mixture, mu)
+    opt = _optimiser(lr, optimizer)
+    f, tab = loss_fn(method, game, data, **params)
+    with jax.enable_x64(True):
+        tab64 = jax.tree_util.tree_map(jnp.asarray, tab)
+        grad = jax.grad(f)
+
+        def step(carry):
+            theta, state, key = carry
+            updates, state = opt.update(grad(theta, tab64), state, theta)
+            return optax.apply_updates(theta, updates), state, key
+
+        def run(theta0):
+            theta0 = theta0[None]  # one prompt: shape (1, n)
+            rec = _scan(step, theta0, opt.init(theta0), jax.random.key(0), steps, record_every)
+            return rec[:, 0]
+
+        out = jax.jit(jax.vmap(run))(jnp.asarray(th))
+        lp = np.asarray(out, dtype=np.float64)
+    return Trajectory(lp, np.arange(0, steps + 1, record_every))
+
+
+def sampled_dynamics(
+    method: str,
+    game: PreferenceGame,
+    logits0: ArrayLike,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float | None = None,
+    mixture: float = 0.0,
+    mu: ArrayLike | None = None,
+    record_every: int = 1,
+    optimizer: optax.GradientTransformation | None = None,
+) -> Trajectory:
+    """Like :func:`exact_dynamics`, but each step uses a minibatch of ``batch_size`` pairs.
+
+    Each step draws pairs (y, y') from the method's pair distribution at the current
+    policy (exactly :func:`bandit.expected.pair_weights`: μ⊗μ, sg[π]⊗sg[π], the mixture's
+    square, or sg[π]⊗sg[mixture]) and a label 1[y ≻ y'] ∼ Bernoulli(P[y, y']) per pair,
+    then steps on the minibatch loss. Its gradient is an unbiased estimate of the exact
+    one. Starting point s uses the key ``fold_in(key(seed), s)``, so runs are reproducible.
+    """
+    th, params, data = _setup(method, game, logits0, steps, record_every, mixture, mu)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValidationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(seed, (int, np.integer)):
+        raise ValidationError(f"seed must be an integer, got {seed!r}")
+    opt = _optimiser(lr, optimizer)
+    _, tab = loss_fn(method, game, data, **params)  # validates method/params/data
+    n = game.n_actions
+    wkw = {"mixture": params.get("mixture", 0.0)}
+    with jax.enable_x64(True):
+        tab64 = jax.tree_util.tree_map(jnp.asarray, tab)
+        P_flat = tab64.pref.reshape(-1)
+
+        def minibatch_loss(theta, counts, wins):
+            # p̂ = empirical win rate of each drawn pair; unused (0) where no pair was drawn.
+            p_hat = jnp.where(counts > 0, wins / jnp.maximum(counts, 1.0), 0.0)
+            ell = pair_losses(method, theta, tab64, pref=p_hat.reshape(1, n, n), **params)
+            return jnp.sum(counts.reshape(1, n, n) / batch_size * ell)
+
+        grad = jax.grad(minibatch_loss)
+
+        def step(carry):
+            theta, state, key = carry
+            key, k_pair, k_label = jax.random.split(key, 3)
+            w = pair_weights(method, theta, tab64, data, **wkw).reshape(-1)
+            idx = jax.random.categorical(k_pair, jnp.log(w), shape=(batch_size,))
+            labels = jax.random.bernoulli(k_label, P_flat[idx]).astype(jnp.float64)
+            counts = jnp.zeros(n * n).at[idx].add(1.0)
+            wins = jnp.zeros(n * n).at[idx].add(labels)
+            updates, state = opt.update(grad(theta, counts, wins), state, theta)
+            return optax.apply_updates(theta, updates), state, key
+
+        def run(theta0, key):
+            theta0 = theta0[None]
+            return _scan(step, theta0, opt.init(theta0), key, steps, record_every)[:, 0]
+
+        base = jax.random.key(int(seed))
+        keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(th.shape[0]))
+        out = jax.jit(jax.vmap(run))(jnp.asarray(th), keys)
+        lp = np.asarray(out, dtype=np.float64)
+    return Trajectory(lp, np.arange(0, steps + 1, record_every))
