@@ -1,0 +1,313 @@
+"""IPO-MD App. F: IPO-MD(β) dynamics on a rock-paper-scissors preference game.
+
+τ = 0.1, π_ref uniform; IPO-MD(β) trajectories (exact expected gradients, discrete steps)
+for several β ∈ [0, 1] from several starting points, drawn on the 2-simplex, with each
+IPO-MD(β) fixed point (Eq. 13) and the regularised Nash equilibrium (Eq. 12) marked.
+β = 0 is online IPO (self-play), β = 1 samples from π_ref (offline IPO with μ = π_ref).
+
+The matrix printed in App. F, ``PAPER_MATRIX``, is not a preference matrix: P + Pᵀ must
+be 1 (IPO-MD §2.1), but P[0,1] + P[1,0] = P[1,2] + P[2,1] = 0.9. We use its nearest valid
+matrix, the Frobenius projection onto {P + Pᵀ = 1, diag P = 1/2}, which is
+(M + 1 − Mᵀ)/2 (:func:`nearest_preference_matrix`): ``RPS_MATRIX`` =
+[[.5, .85, .1], [.15, .5, .85], [.9, .15, .5]]. It is also the matrix that the contrastive
+IPO losses would effectively see if fed M: with symmetric pair sampling, the pair {y, y'}
+enters the expected loss through (M[y,y'] + 1 − M[y',y])/2 (the loss is linear in p).
+
+    python -m bandit.rps [--beta 0 0.25 0.5 0.75 1] [--tau 0.1] [--matrix M] [--steps 4000]
+                         [--lr 0.01] [--out figures/]
+
+``--matrix`` is inline ("0.5,0.85,0.1; 0.15,0.5,0.85; 0.9,0.15,0.5") or a file (JSON list
+of rows, or whitespace/comma-separated text). Writes rps.png, rps.pdf and rps.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._io import cli, save_figure, write_json
+from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
+from .problems import PreferenceGame
+from .validation import ValidationError, check_finite, check_positive, check_unit_interval
+
+__all__ = [
+    "DEFAULT_BETAS",
+    "PAPER_MATRIX",
+    "RPS_MATRIX",
+    "compute",
+    "main",
+    "nearest_preference_matrix",
+    "plot",
+]
+
+#: The matrix as printed in IPO-MD App. F (not a valid preference matrix).
+PAPER_MATRIX = np.array([[0.5, 0.8, 0.1], [0.1, 0.5, 0.8], [0.9, 0.1, 0.5]])
+DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: Probability each start puts on "its" action (the rest spread evenly).
+_START_MASS = 0.8
+#: Trajectory points kept per run in the JSON and the figure.
+_KEEP = 201
+
+
+def nearest_preference_matrix(M: ArrayLike) -> NDArray[np.float64]:
+    """The Frobenius-nearest matrix with P + Pᵀ = 1 and diag P = 1/2: (M + 1 − Mᵀ)/2.
+
+    The constraint set is affine; writing M = 1/2 + S + K (S symmetric, K antisymmetric,
+    S with diagonal included), the projection keeps K and drops S, i.e. 1/2 + (M − Mᵀ)/2.
+    Entries stay in [0, 1] when M's do.
+    """
+    M = check_finite("M", M)
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValidationError(f"M must be a square matrix, got shape {M.shape}")
+    return (M + 1.0 - M.T) / 2.0
+
+
+RPS_MATRIX = nearest_preference_matrix(PAPER_MATRIX)
+
+
+def _starts(n: int) -> NDArray[np.float64]:
+    """Log-policies of the starting points: mass 0.8 on action i, i < min(n, 3)."""
+    k = min(n, 3)
+    pi = np.full((k, n), (1.0 - _START_MASS) / (n - 1))
+    pi[np.arange(k), np.arange(k)] = _START_MASS
+    return np.log(pi)
+
+
+def compute(
+    P: ArrayLike = RPS_MATRIX,
+    *,
+    betas: Sequence[float] = DEFAULT_BETAS,
+    tau: float = 0.1,
+    steps: int = 4000,
+    lr: float = 0.01,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run IPO-MD(β) for each β from each start; return the figure's data (JSON-ready).
+
+    Keys: matrix, tau, ref, nash_equilibrium, nash_duality_gap, steps, lr, starts, and
+    runs[β] with fixed_point, fixed_point_residual, trajectory_end (one per start),
+    distance_to_fixed_point (max-abs probability gap, one per start), trajectories
+    (``_KEEP`` points per start) and mixture_nash_gap (Prop. 5.2: duality gap of the
+    fixed point's mixture in the game at τ/(1 − β); absent for β = 1).
+    """
+    from .dynamics import exact_dynamics  # JAX: imported only when running
+
+    game = PreferenceGame(P, None, tau)
+    betas = [check_unit_interval("beta", b) for b in betas]
+    if not betas:
+        raise ValidationError("beta: give at least one value in [0, 1]")
+    nash = nash_equilibrium(game)
+    starts = _starts(game.n_actions)
+    # Record every step when steps is not a multiple of the thinning stride.
+    stride = max(1, steps // (_KEEP - 1))
+    every = stride if steps % stride == 0 else 1
+    out: dict[str, Any] = {
+        "matrix": game.P,
+        "tau": game.tau,
+        "ref": game.ref,
+        "nash_equilibrium": nash.policy,
+        "nash_duality_gap": nash.residual,
+        "steps": steps,
+        "lr": lr,
+        "starts": np.exp(starts),
+        "runs": {},
+    }
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(betas), desc="rps", unit="beta", leave=False)
+    for beta in betas:
+        fp = ipo_md_fixed_point(game, beta)
+        traj = exact_dynamics(
+            "ipo_md", game, starts, steps=steps, lr=lr, mixture=beta, record_every=every
+        )
+        pis = np.exp(traj.log_policies)
+        idx = np.unique(np.linspace(0, pis.shape[1] - 1, _KEEP).round().astype(int))
+        run = {
+            "beta": beta,
+            "fixed_point": fp.policy,
+            "fixed_point_residual": fp.residual,
+            "trajectory_end": pis[:, -1],
+            "distance_to_fixed_point": np.max(np.abs(pis[:, -1] - fp.policy), axis=-1),
+            "trajectory_steps": traj.steps[idx],
+            "trajectories": pis[:, idx],
+        }
+        if beta < 1.0:
+            g2 = PreferenceGame(game.P, game.ref, tau / (1.0 - beta))
+            from .policy import geometric_mixture
+
+            run["mixture_nash_gap"] = exploitability(
+                g2, geometric_mixture(fp.log_policy, game.log_ref, beta)
+            )
+        out["runs"][f"{beta:g}"] = run
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def _to_xy(pi: NDArray) -> NDArray:
+    """Affine projection of the 2-simplex onto an equilateral triangle."""
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+    return pi @ corners
+
+
+def plot(data: dict[str, Any]):
+    """The figure: trajectories on the simplex (n = 3) and distance to each fixed point."""
+    import matplotlib.pyplot as plt
+
+    P = np.asarray(data["matrix"])
+    n = P.shape[0]
+    runs = data["runs"]
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(runs)))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    if n == 3:
+        tri = _to_xy(np.vstack([np.eye(3), np.eye(3)[:1]]))
+        ax.plot(tri[:, 0], tri[:, 1], color="0.3", lw=1)
+        names = ["rock", "scissors", "paper"] if np.allclose(P, RPS_MATRIX) else ["", "", ""]
+        for i, (x, y) in enumerate(_to_xy(np.eye(3))):
+            label = f"$y_{i + 1}$" + (f" ({names[i]})" if names[i] else "")
+            ax.annotate(
+                label,
+                (x, y),
+                ha="center",
+                va="top" if y == 0 else "bottom",
+                xytext=(0, -4 if y == 0 else 4),
+                textcoords="offset points",
+            )
+        for c, (key, run) in zip(colours, runs.items(), strict=True):
+            for s, tr in enumerate(np.asarray(run["trajectories"])):
+                xy = _to_xy(tr)
+                ax.plot(
+                    xy[:, 0],
+                    xy[:, 1],
+                    color=c,
+                    lw=1,
+                    alpha=0.85,
+                    label=f"β = {key}" if s == 0 else None,
+                )
+            fx, fy = _to_xy(np.asarray(run["fixed_point"]))
+            ax.plot(fx, fy, "o", color=c, mec="k", ms=6, zorder=5)
+        nx, ny = _to_xy(np.asarray(data["nash_equilibrium"]))
+        ax.plot(nx, ny, "*", color="crimson", mec="k", ms=14, zorder=6, label="regularised Nash")
+        ax.set_aspect("equal")
+        ax.axis("off")
+        ax.legend(loc="upper left", frameon=False, fontsize=8)
+        ax.set_title(f"IPO-MD(β) trajectories, τ = {data['tau']:g} (dots: fixed points)")
+    else:
+        ax.text(0.5, 0.5, f"{n} actions: no 2-simplex view", ha="center", va="center")
+        ax.axis("off")
+    for c, (key, run) in zip(colours, runs.items(), strict=True):
+        fp = np.asarray(run["fixed_point"])
+        steps = np.asarray(run["trajectory_steps"])
+        for s, tr in enumerate(np.asarray(run["trajectories"])):
+            dist = np.max(np.abs(tr - fp), axis=-1)
+            ax2.semilogy(
+                steps,
+                np.maximum(dist, 1e-17),
+                color=c,
+                lw=1,
+                label=f"β = {key}" if s == 0 else None,
+            )
+    ax2.set_xlabel("step")
+    ax2.set_ylabel(r"$\max_y |\pi_t(y) - \pi^*_\beta(y)|$")
+    ax2.set_title("distance to the IPO-MD(β) fixed point")
+    ax2.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _parse_matrix(text: str) -> NDArray[np.float64]:
+    """An inline matrix ("a,b;c,d" or JSON) or a file holding one (JSON or plain text)."""
+    path = Path(text)
+    if path.is_file():
+        text = path.read_text()
+    elif not any(ch.isdigit() for ch in text):
+        raise ValidationError(f"--matrix: no such file and not a matrix: {text!r}")
+    text = text.strip()
+    try:
+        if text.startswith("["):
+            M = np.asarray(json.loads(text), dtype=np.float64)
+        else:
+            rows = [r for r in text.replace("\n", ";").split(";") if r.strip()]
+            M = np.asarray([[float(v) for v in r.replace(",", " ").split()] for r in rows])
+    except (ValueError, TypeError) as e:
+        raise ValidationError(f"--matrix: cannot read a matrix of numbers ({e})") from None
+    return M
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are ValueErrors, so :func:`bandit._io.cli` prints one line."""
+
+    def error(self, message: str):
+        raise ValidationError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m bandit.rps",
+        description="IPO-MD App. F: IPO-MD(β) dynamics on a rock-paper-scissors preference "
+        "game, with the fixed points and the regularised Nash equilibrium.",
+    )
+    p.add_argument(
+        "--beta",
+        nargs="+",
+        default=[",".join(f"{b:g}" for b in DEFAULT_BETAS)],
+        help="mixture values β in [0, 1], space- or comma-separated (default 0 0.25 0.5 0.75 1)",
+    )
+    p.add_argument("--tau", type=float, default=0.1, help="KL strength τ > 0 (default 0.1)")
+    p.add_argument(
+        "--matrix",
+        help="preference matrix P (P[i,j] = p(y_i ≻ y_j), P + Pᵀ = 1), inline "
+        "'0.5,0.85,0.1;0.15,0.5,0.85;0.9,0.15,0.5' or a JSON/text file "
+        "(default: the nearest valid matrix to IPO-MD App. F's)",
+    )
+    p.add_argument("--steps", type=int, default=4000, help="gradient steps (default 4000)")
+    p.add_argument("--lr", type=float, default=0.01, help="step size (default 0.01)")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write rps.png, rps.pdf and rps.json."""
+    args = _parser().parse_args(argv)
+    try:
+        betas = [float(b) for tok in args.beta for b in tok.split(",") if b.strip()]
+    except ValueError:
+        raise ValidationError(f"--beta: expected numbers in [0, 1], got {args.beta}") from None
+    for b in betas:
+        if not 0.0 <= b <= 1.0:
+            raise ValidationError(f"--beta: each β must lie in [0, 1], got {b:g}")
+    check_positive("--tau", args.tau)
+    check_positive("--lr", args.lr)
+    if args.steps < 1:
+        raise ValidationError(f"--steps: expected an integer >= 1, got {args.steps}")
+    P = RPS_MATRIX if args.matrix is None else _parse_matrix(args.matrix)
+    try:
+        PreferenceGame(P, None, args.tau)
+    except ValidationError as e:
+        raise ValidationError(f"--matrix: {e}") from None
+    data = compute(P, betas=betas, tau=args.tau, steps=args.steps, lr=args.lr, progress=True)
+    write_json(args.out / "rps.json", data)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plot(data)
+    save_figure(fig, args.out / "rps")
+    plt.close(fig)
+    print(f"wrote {args.out / 'rps.png'}, .pdf and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(main)())
