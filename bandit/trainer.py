@@ -347,7 +347,8 @@ def _runner(methods: Sequence[str], tab: Any, sizes: Any, learning_rate: float):
         if get_method(method).signal == "preference":
             # Fraction of label 1 per pair; the loss is linear in p, so pairs·ℓ(p̂) is the
             # sum of the hard-label losses. Empty pairs get weight 0 (p̂ = 1/2 keeps it finite).
-            p = jnp.where(pairs > 0, c[..., 1] / jnp.maximum(pairs, 1), 0.5)
+            has = pairs > 0
+            p = jnp.where(has, c[..., 1] / jnp.where(has, pairs, 1.0), 0.5)
             ell = pair_losses(method, logits, tab, pref=p)
         else:
             ell = pair_losses(method, logits, tab)

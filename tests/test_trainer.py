@@ -1,0 +1,296 @@
+"""The count-based trainer is shuffled minibatch SGD, in law and step by step.
+
+Two facts make it exact: (1) for a tabular policy a minibatch gradient is a function of the
+batch's counts of (x, y, y', label), so given a permutation the trainer reproduces the
+per-sample loop to rounding; (2) the counts it draws have exactly the law of the counts of a
+uniformly shuffled dataset cut into consecutive batches.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.special import expit
+from scipy.stats import chisquare, norm
+
+from bandit import OFFLINE_METHODS, Bandit, regret
+from bandit.expected import OfflineData, expected_loss_and_grad, pair_losses, tables
+from bandit.trainer import (
+    Minibatches,
+    TrainConfig,
+    expected_minibatches,
+    minibatches,
+    minibatches_from_permutations,
+    regret_curves,
+    sample_datasets,
+    shuffle_counts,
+    train,
+    train_all,
+)
+from bandit.validation import ValidationError
+
+PAPER = Bandit.single([2.5, 2.0, 1.0], 0.5)
+PAPER_DATA = OfflineData([0.1, 0.2, 0.7], [0.05, 0.05, 0.9])
+
+
+# ---------------------------------------------------------------- the law of batch counts
+
+
+def _exact_table_law(cats: list[int], sizes: list[int]) -> Counter:
+    """Law of the (batch, category) count table under a uniform permutation, by enumeration.
+
+    All distinct orderings of a multiset are equally likely under a uniform permutation.
+    """
+    law: Counter = Counter()
+    edges = np.cumsum([0, *sizes])
+    for order in set(itertools.permutations(cats)):
+        table = tuple(
+            tuple(np.bincount(order[a:b], minlength=max(cats) + 1))
+            for a, b in itertools.pairwise(edges)
+        )
+        law[table] += 1
+    return law
+
+
+def _chi2_pvalue(samples: np.ndarray, law: Counter) -> float:
+    """Goodness of fit of sampled (E, J, K) tables to the exact law."""
+    seen = Counter(tuple(map(tuple, t)) for t in samples)
+    if not set(seen) <= set(law):
+        return 0.0  # a table the exact law cannot produce: rejected outright
+    keys = sorted(law)
+    total = sum(law.values())
+    obs = np.array([seen[k] for k in keys], dtype=float)
+    exp = np.array([law[k] / total * len(samples) for k in keys])
+    return float(chisquare(obs, exp).pvalue)
+
+
+def _independent_batches(dataset, sizes, epochs, rng):
+    """Wrong on purpose: each batch drawn from the full dataset (no depletion)."""
+    out = np.stack(
+        [
+            np.stack([rng.multivariate_hypergeometric(dataset, b) for b in sizes])
+            for _ in range(epochs)
+        ]
+    )
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 1], [3, 3]])  # keep / drop the partial batch
+def test_batch_counts_follow_the_exact_shuffling_law(sizes):
+    # Dataset of 7 items in 3 categories; 210 equally likely orderings.
+    cats = [0, 0, 0, 1, 1, 2, 2]
+    dataset = np.bincount(cats)
+    law = _exact_table_law(cats, [*sizes, 7 - sum(sizes)] if sum(sizes) < 7 else sizes)
+    if sum(sizes) < 7:  # the dropped tail is not observed: marginalise it out
+        marg: Counter = Counter()
+        for t, w in law.items():
+            marg[t[: len(sizes)]] += w
+        law = marg
+    rng = np.random.default_rng(1)
+    E = 20_000
+    drawn = shuffle_counts(dataset[None], sizes, E, rng)[0]  # (E, J, K)
+    # A fixed seed and a 1e-4 level: the sampler must pass...
+    assert _chi2_pvalue(drawn, law) > 1e-4
+    # ...and a sampler that forgets to deplete the dataset (negative control) must fail.
+    wrong = _independent_batches(dataset, sizes, E, np.random.default_rng(1))
+    assert _chi2_pvalue(wrong, law) < 1e-8
+
+
+@given(
+    counts=st.lists(st.integers(0, 40), min_size=2, max_size=6).filter(lambda c: sum(c) > 0),
+    batch=st.integers(1, 50),
+    drop_last=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_every_epoch_is_a_partition_of_the_dataset(counts, batch, drop_last, seed):
+    N = sum(counts)
+    if drop_last and batch > N:
+        return
+    cfg = TrainConfig(dataset_size=N, batch_size=batch, epochs=3, drop_last=drop_last)
+    sizes = cfg.batch_sizes
+    ds = np.asarray(counts)[None]
+    out = shuffle_counts(ds, sizes, 3, np.random.default_rng(seed))
+    assert (out >= 0).all()
+    np.testing.assert_array_equal(out.sum(axis=-1), np.broadcast_to(sizes, (1, 3, len(sizes))))
+    used = out.sum(axis=2)  # per epoch
+    assert (used <= ds[:, None]).all()
+    if not drop_last:
+        np.testing.assert_array_equal(used, np.broadcast_to(ds[:, None], used.shape))
+    assert len(sizes) == (N // batch if drop_last else -(-N // batch))
+
+
+def test_dataset_law_is_rho_q_and_bradley_terry_labels():
+    # Contextual: 2 prompts, 3 actions.
+    R = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]])
+    bandit = Bandit(R, rho=[0.3, 0.7], beta=1.0)
+    mu1 = np.array([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])
+    mu2 = np.array([[0.4, 0.4, 0.2], [0.1, 0.3, 0.6]])
+    data = OfflineData(mu1, mu2)
+    S, N = 400, 2000
+    ds = sample_datasets(bandit, data, S, N, np.random.default_rng(3)).astype(float)
+    assert ds.shape == (S, 2, 3, 3, 2)
+    q = bandit.rho[:, None, None] * mu1[:, :, None] * mu2[:, None, :]
+    p = expit(R[:, :, None] - R[:, None, :])
+    z = norm.isf(1e-4 / (2 * 36))  # family-wise 1e-4 over 2·18 two-sided checks
+
+    def within(freq, prob):
+        # CLT for the mean over S·N multinomial draws of an indicator of probability `prob`.
+        se = np.sqrt(prob * (1 - prob) / (S * N))
+        return np.all(np.abs(freq - prob) <= z * se)
+
+    freq = ds.sum(axis=0) / (S * N)
+    expected = np.stack([q * (1 - p), q * p], axis=-1)
+    assert within(freq, expected)
+    # Negative control: labels with the preference reversed are rejected.
+    assert not within(freq, np.stack([q * p, q * (1 - p)], axis=-1))
+
+
+# ------------------------------------------------------- step-by-step equality with SGD
+
+
+def _per_sample_sgd(method, bandit, samples, perms, sizes, lr, *, wrong_last=False):
+    """The plain loop: materialised samples, per-sample shared losses, mean over the batch."""
+    tab = jax.tree_util.tree_map(jnp.asarray, tables(bandit))
+    x, y, y2, lab = (jnp.asarray(c) for c in np.asarray(samples).T)
+
+    def loss(theta, idx, size):
+        # Hard label l: the pair's loss with p = l (every preference loss is linear in p).
+        per = jax.vmap(
+            lambda i: pair_losses(method, theta, tab, pref=jnp.full((1, 3, 3), lab[i] * 1.0))[
+                x[i], y[i], y2[i]
+            ]
+        )(idx)
+        return jnp.sum(per) / size
+
+    opt = optax.adam(lr)
+    theta = jnp.asarray(bandit.log_ref)
+    state = opt.init(theta)
+    traj = [np.asarray(jax.nn.log_softmax(theta))]
+    edges = np.cumsum([0, *sizes])
+    grad = jax.jit(jax.grad(loss))
+    for perm in perms:
+        for a, b in itertools.pairwise(edges):
+            size = sizes[0] if wrong_last else b - a
+            g = grad(theta, jnp.asarray(perm[a:b]), float(size))
+            upd, state = opt.update(g, state, theta)
+            theta = optax.apply_updates(theta, upd)
+        traj.append(np.asarray(jax.nn.log_softmax(theta)))
+    return np.stack(traj)
+
+
+@pytest.mark.parametrize("method", OFFLINE_METHODS)
+def test_trainer_reproduces_per_sample_shuffled_sgd(method):
+    rng = np.random.default_rng(7)
+    N, B, E, lr = 37, 8, 3, 0.05  # 4 full batches and a partial one of 5
+    bandit = Bandit.single([1.0, 0.2, -0.5], 0.7)
+    samples = np.stack(
+        [
+            np.zeros(N, int),
+            rng.integers(0, 3, N),
+            rng.integers(0, 3, N),
+            rng.integers(0, 2, N),
+        ],
+        axis=1,
+    )
+    perms = np.stack([rng.permutation(N) for _ in range(E)])
+    sizes = TrainConfig(dataset_size=N, batch_size=B, epochs=E).batch_sizes
+    mb = minibatches_from_permutations(samples, (1, 3, 3, 2), perms, sizes)
+    ours = train(method, bandit, mb, learning_rate=lr).log_policies[0]
+    with jax.enable_x64(True):
+        loop = _per_sample_sgd(method, bandit, samples, perms, sizes, lr)
+        # Negative control: a loop that averages the partial batch over B, not its size.
+        wrong = _per_sample_sgd(method, bandit, samples, perms, sizes, lr, wrong_last=True)
+    # Same float64 arithmetic up to summation order: agreement to ~1e-12.
+    np.testing.assert_allclose(ours, loop, rtol=0, atol=1e-10)
+    assert np.max(np.abs(ours - wrong)) > 1e-6
+
+
+def test_expected_minibatches_run_adam_on_the_exact_expected_gradient():
+    cfg = TrainConfig(dataset_size=50, batch_size=16, epochs=3, learning_rate=0.05)
+    for method in ("copg", "ipo", "pg_value"):
+        ours = train(
+            method, PAPER, expected_minibatches(PAPER, PAPER_DATA, config=cfg), learning_rate=0.05
+        )
+        opt = optax.adam(0.05)
+        with jax.enable_x64(True):
+            theta = jnp.asarray(PAPER.log_ref)
+            state = opt.init(theta)
+            for _ in range(cfg.epochs * len(cfg.batch_sizes)):
+                _, g = expected_loss_and_grad(method, PAPER, np.asarray(theta), PAPER_DATA)
+                upd, state = opt.update(jnp.asarray(g), state, theta)
+                theta = optax.apply_updates(theta, upd)
+            want = np.asarray(jax.nn.log_softmax(theta))
+        # Both are float64 Adam on the same gradient up to summation order.
+        np.testing.assert_allclose(ours.log_policies[0, -1], want, rtol=0, atol=1e-10)
+
+
+# ------------------------------------------------------------------ API and behaviour
+
+
+def test_same_seed_same_result_and_chunking_does_not_matter():
+    cfg = TrainConfig(dataset_size=300, batch_size=64, epochs=6)
+    a = minibatches(PAPER, PAPER_DATA, n_seeds=3, seed=5, config=cfg)
+    b = minibatches(PAPER, PAPER_DATA, n_seeds=3, seed=5, config=cfg)
+    c = minibatches(PAPER, PAPER_DATA, n_seeds=3, seed=6, config=cfg)
+    np.testing.assert_array_equal(a.counts, b.counts)
+    assert not np.array_equal(a.counts, c.counts)
+    r1 = train_all(["copg", "dpo"], PAPER, a, chunk=1)
+    r4 = train_all(["copg", "dpo"], PAPER, b, chunk=4)
+    for m in r1:
+        np.testing.assert_array_equal(r1[m].log_policies, r4[m].log_policies)
+        assert r1[m].regret.shape == (3, 7)
+
+
+def test_contextual_copg_reaches_pi_star_and_pg_does_not():
+    # CoPG's per-pair loss is minimised by π* on every pair (CoPG Thm 1 pointwise), so even
+    # minibatch noise vanishes there: the trained policy reaches π* to optimiser precision.
+    R = np.array([[1.0, 0.0, -1.0], [0.5, 2.0, 0.0]])
+    bandit = Bandit(R, rho=[0.4, 0.6], beta=0.8)
+    data = OfflineData([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]], [[0.4, 0.4, 0.2], [0.1, 0.3, 0.6]])
+    cfg = TrainConfig(dataset_size=1000, batch_size=100, epochs=60, learning_rate=0.05)
+    mb = minibatches(bandit, data, n_seeds=2, seed=0, config=cfg)
+    res = train_all(["copg", "pg"], bandit, mb, learning_rate=cfg.learning_rate)
+    assert res["copg"].regret[:, -1].max() < 1e-8
+    assert res["pg"].regret[:, -1].min() > 1e-3  # negative control: a biased method
+    np.testing.assert_allclose(res["copg"].regret[:, 0], regret(bandit, bandit.log_ref))
+
+
+@given(
+    logits=st.lists(st.floats(-5, 5), min_size=12, max_size=12),
+    beta=st.floats(1e-2, 1e2),
+)
+def test_regret_curves_is_batched_exact_regret(logits, beta):
+    bandit = Bandit([[1.0, 0.0, 2.0], [0.0, 3.0, -1.0]], rho=[0.25, 0.75], beta=beta)
+    th = np.asarray(logits).reshape(2, 2, 3)
+    lp = th - np.log(np.exp(th).sum(-1, keepdims=True))
+    got = regret_curves(bandit, lp)
+    want = [regret(bandit, lp[i]) for i in range(2)]
+    # Same formula, same float64 operations: equal to rounding.
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_input_is_rejected():
+    mb = minibatches(PAPER, PAPER_DATA, n_seeds=1, config=TrainConfig(100, 50, 1))
+    with pytest.raises(ValidationError, match="online"):
+        train("online_ipo", PAPER, mb)
+    with pytest.raises(ValidationError, match="unknown method"):
+        train("nope", PAPER, mb)
+    with pytest.raises(ValidationError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValidationError, match="learning_rate"):
+        TrainConfig(learning_rate=-1.0)
+    with pytest.raises(ValidationError, match="category shape"):
+        train("copg", Bandit.single([1.0, 0.0], 1.0), mb)
+    with pytest.raises(ValidationError, match="n_seeds"):
+        minibatches(PAPER, PAPER_DATA, n_seeds=0)
+    other = Minibatches(mb.dataset, mb.counts, np.array([60, 40]))
+    with pytest.raises(ValidationError, match="batch sizes"):
+        mb.concat(other)
