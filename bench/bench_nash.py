@@ -60,8 +60,10 @@ def main() -> None:
     ns = [3, 10, 100, 1000] if args.quick else [3, 10, 100, 1000, 10_000]
     taus = [1.0, 1e-1, 1e-2, 1e-3]
     budget = 5.0 if args.quick else 20.0
-    print(f"{'n':>6} {'tau':>6} | {'newton s':>9} {'gap':>8} | {'damped s':>9} {'gap':>8} | "
-          f"{'mmd s':>9} {'gap':>8} | {'speed-up':>8}")
+    print(
+        f"{'n':>6} {'tau':>6} | {'newton s':>9} {'gap':>8} | {'damped s':>9} {'gap':>8} | "
+        f"{'mmd s':>9} {'gap':>8} | {'speed-up':>8}"
+    )
     for n in ns:
         for tau in taus:
             game = random_game(n, tau)
@@ -85,9 +87,15 @@ def main() -> None:
                     best = min(best, t)
                 else:
                     cells.append(f"{'-':>9} {b.residual:8.1e}")
-            ratio = f"{best / t_newton:8.1f}x" if np.isfinite(best) else f">{budget / t_newton:7.0f}x"
-            print(f"{n:>6} {tau:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
-                  f"{cells[1]} | {ratio}", flush=True)
+            if np.isfinite(best):
+                ratio = f"{best / t_newton:8.1f}x"
+            else:
+                ratio = f">{budget / t_newton:7.0f}x"
+            print(
+                f"{n:>6} {tau:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
+                f"{cells[1]} | {ratio}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
