@@ -56,6 +56,8 @@ __all__ = ["FixedPoint", "field_jacobian", "fixed_point", "pair_graph_components
 
 #: A root is accepted when max|g| is below this (relative to max(1, max|g(init)|)).
 ROOT_TOL = 1e-11
+#: HiGHS tolerances tighter than its defaults (1e-7), for certificates at the 1e-10 level.
+_HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 #: Logit used in place of −∞ (relative to the largest logit) to evaluate gradients on a face.
 FACE_LOGIT = -700.0
 
@@ -105,6 +107,7 @@ class _Field:
             self._tab = jax.tree_util.tree_map(jnp.asarray, tab)
             self._f = jax.jit(f)
             g = jax.grad(f)
+            self._g_eager = g  # one evaluation: op-by-op beats a jit compile
             self._g = jax.jit(g)
             shape = self.shape
             size = int(np.prod(shape))
@@ -140,7 +143,10 @@ class _Field:
 
     def residual(self, log_policy: NDArray) -> float:
         """max |g| at a policy; −inf log-probabilities are evaluated at FACE_LOGIT."""
-        return float(np.max(np.abs(self.grad(_face_logits(log_policy, self.beta)))))
+        th = _face_logits(log_policy, self.beta)
+        with jax.enable_x64(True):
+            g = self._g_eager(jnp.asarray(th, dtype=jnp.float64), self._tab)
+            return float(jnp.max(jnp.abs(g)))
 
 
 def _face_logits(log_policy: NDArray, beta: float) -> NDArray[np.float64]:
@@ -346,8 +352,8 @@ def _slic(tab: Tables, data: OfflineData, theta0: NDArray):
     """SLiC's expected loss is piecewise linear in θ: an LP per prompt (HiGHS).
 
     min Σ_{y<y'} w(p e + (1 − p) f)  s.t.  e ≥ 1 − βΔ,  f ≥ 1 + βΔ,  e, f ≥ 0,
-    Δ = θ(y) − θ(y'), component sums of θ fixed at those of θ0. The certificate is the
-    duality gap. Non-uniqueness: for each action a the range of θ(a) − θ(anchor) over the
+    Δ = h(y) − h(y'), h = θ − log π_ref, component sums of θ fixed at those of θ0. The
+    certificate is the duality gap. Non-uniqueness: the range of h(a) − h(anchor) over the
     optimal face, from two more LPs (min and max) each.
     """
     X, n = theta0.shape
@@ -377,9 +383,12 @@ def _slic(tab: Tables, data: OfflineData, theta0: NDArray):
         A[m + r, n + m + r] = -1.0
         b = -np.ones(2 * m)
         Aeq = np.concatenate([E.T, np.zeros((k, 2 * m))], axis=1)
-        beq = E.T @ theta0[x]
+        lr = np.asarray(tab.log_ref[x])
+        beq = E.T @ (theta0[x] - lr)  # the LP is in h = θ − log π_ref (up to a constant)
         bounds = [(None, None)] * n + [(0, None)] * (2 * m)
-        res = scipy.optimize.linprog(c, A, b, Aeq, beq, bounds=bounds, method="highs")
+        res = scipy.optimize.linprog(
+            c, A, b, Aeq, beq, bounds=bounds, method="highs", options=_HIGHS
+        )
         if res.status != 0:
             raise RuntimeError(f"slic LP failed on prompt {x}: {res.message}")
         dual = float(b @ res.ineqlin.marginals + beq @ res.eqlin.marginals)
@@ -387,9 +396,9 @@ def _slic(tab: Tables, data: OfflineData, theta0: NDArray):
             float(np.max(A @ res.x - b, initial=0.0)), float(np.max(np.abs(Aeq @ res.x - beq)))
         )
         gaps.append(max(abs(float(res.fun) - dual), infeas))
-        out[x] = res.x[:n]
+        out[x] = res.x[:n] + lr
         # The optimal face: c·v ≤ opt (+ rounding); the range of θ(a) − θ(anchor of a's component).
-        tol = 1e-9 * max(1.0, abs(float(res.fun)))
+        tol = 1e-12 * max(1.0, abs(float(res.fun)))
         A2 = np.vstack([A, c])
         b2 = np.concatenate([b, [res.fun + tol]])
         iv = []
@@ -400,12 +409,18 @@ def _slic(tab: Tables, data: OfflineData, theta0: NDArray):
                 continue
             d = np.zeros(nv)
             d[a], d[anchor] = 1.0, -1.0
-            lo = scipy.optimize.linprog(d, A2, b2, Aeq, beq, bounds=bounds, method="highs")
-            hi = scipy.optimize.linprog(-d, A2, b2, Aeq, beq, bounds=bounds, method="highs")
+            lo = scipy.optimize.linprog(
+                d, A2, b2, Aeq, beq, bounds=bounds, method="highs", options=_HIGHS
+            )
+            hi = scipy.optimize.linprog(
+                -d, A2, b2, Aeq, beq, bounds=bounds, method="highs", options=_HIGHS
+            )
             lo_v = float(lo.fun) if lo.status == 0 else -np.inf
             hi_v = float(-hi.fun) if hi.status == 0 else np.inf
             iv.append((lo_v, hi_v))
-            if hi_v - lo_v > 1e-7:
+            # An objective slack of 1e-12 moves a difference by 1e-12/(β·w) at most; any
+            # width above 1e-6 is a genuine face of minimisers (they are O(1/β) wide).
+            if hi_v - lo_v > 1e-6:
                 unique = False
         intervals.append(iv)
     return log_softmax(out), max(gaps), unique, intervals
@@ -492,7 +507,7 @@ def _root_fixed_point(fld: _Field, theta0: NDArray, extra_starts: list[NDArray])
     scale = max(1.0, float(np.max(np.abs(fld.grad(theta0)))))
     rng = np.random.default_rng(0)
     starts = [theta0, *extra_starts] + [
-        theta0 + rng.normal(0.0, 2.0, theta0.shape) for _ in range(4)
+        theta0 + rng.normal(0.0, 2.0, theta0.shape) for _ in range(3)
     ]
     roots, stable = _newton_roots(fld, starts, scale)
     details: dict[str, Any] = {"n_roots": len(roots), "stable": stable}
@@ -678,12 +693,12 @@ def fixed_point(
             residual = fld.residual(lp)
         elif method == "slic":
             lp, residual, u, intervals = _slic(tab, data, theta0)
-            details["theta_minus_anchor_intervals"] = intervals
+            details["h_minus_anchor_intervals"] = intervals
             if not u:
                 unique = False
                 msg += (
-                    "; the LP optimum is not unique: see details['theta_minus_anchor_intervals'] "
-                    "for the range of θ(y) − θ(anchor) over the optimal set"
+                    "; the LP optimum is not unique: see details['h_minus_anchor_intervals'] "
+                    "for the range of h(y) − h(anchor), h = log π/π_ref, over the optimal set"
                 )
             how = "LP (HiGHS); residual = duality gap"
         else:  # pg, pg_value: not contrastive, so the pair graph is not what identifies them
