@@ -1,6 +1,7 @@
 """Exact quantities of a KL-regularised bandit (CoPG §2, App. A), float64 and log-space.
 
-Everything is per prompt (shape (X,)) with a ρ-averaged companion. They stay finite and
+Everything is per prompt (shape (..., X)) with a ρ-averaged companion (shape (...)); leading
+axes of a policy are a batch (seeds, steps). They stay finite and
 accurate for β ∈ [1e-4, 1e4] and |R| ≤ 1e6: π* is a log-softmax, J(π*) a scaled
 logsumexp, and the regret is computed as β·KL(π‖π*) so it never cancels two large J's.
 """
@@ -24,7 +25,10 @@ __all__ = [
 
 
 def _avg(bandit: Bandit, per_prompt: NDArray[np.float64], average: bool):
-    return float(bandit.rho @ per_prompt) if average else per_prompt
+    if not average:
+        return per_prompt
+    out = per_prompt @ bandit.rho
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def optimal_policy(bandit: Bandit) -> NDArray[np.float64]:

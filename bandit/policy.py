@@ -31,15 +31,25 @@ def log_softmax(logits: Array) -> Array:
 
 
 def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
-    """KL(p‖q) = Σ_y p(y) (log p(y) − log q(y)) over the last axis (NumPy, float64).
+    """KL(p‖q) over the last axis (NumPy, float64), in the Bregman form
 
-    Terms with p(y) = 0 contribute 0 (even where q(y) = 0); p(y) > 0 = q(y) gives +inf.
+    KL(p‖q) = Σ_y p(y)·(d + expm1(−d)),  d = log p(y) − log q(y),
+
+    equal to Σ p·d when p and q both sum to 1, but every term is ≥ 0 and accurate when
+    p ≈ q, so a tiny KL (a regret near the optimum) has no cancellation and is never
+    negative. Where p(y) = 0 the term is q(y); p(y) > 0 = q(y) gives +inf.
     """
     lp = np.asarray(log_p, dtype=np.float64)
     lq = np.asarray(log_q, dtype=np.float64)
     p = np.exp(lp)
-    with np.errstate(invalid="ignore"):
-        terms = np.where(p > 0, p * (lp - lq), 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = lp - lq
+        # p·(d + e^−d − 1) = p·d + q − p: the first form is accurate for small |d|, the
+        # second cannot overflow for large |d|; where p = 0 the term is q.
+        q = np.exp(lq)
+        near = np.abs(d) < 1
+        terms = np.where(near, p * (d + np.expm1(-np.where(near, d, 0.0))), p * d + (q - p))
+        terms = np.where(p > 0, terms, q)
     return terms.sum(axis=-1)
 
 

@@ -102,11 +102,16 @@ class Bandit:
         return self.rewards.shape[1]
 
     def check_policy(self, name: str, log_pi: ArrayLike) -> NDArray[np.float64]:
-        """Validate a policy given as log-probabilities of shape (X, n) or (n,) for X = 1."""
+        """Validate log-probabilities of shape (..., X, n), or (..., n) when X = 1.
+
+        Leading axes are a batch of policies (seeds, steps); each row must be a distribution.
+        """
         lp = np.asarray(log_pi, dtype=np.float64)
-        if lp.ndim == 1 and self.n_prompts == 1:
-            lp = lp[None]
-        check_shape(name, lp, self.rewards.shape)
+        X, n = self.rewards.shape
+        if X == 1 and (lp.ndim == 1 or lp.shape[-2:-1] != (1,)):
+            lp = lp[..., None, :]
+        if lp.ndim < 2 or lp.shape[-2:] != (X, n):
+            raise ValidationError(f"{name} must have shape (..., {X}, {n}), got {lp.shape}")
         if np.isnan(lp).any() or np.isposinf(lp).any():
             raise ValidationError(f"{name} must hold log-probabilities (no NaN or +inf)")
         check_distribution(f"exp({name})", np.exp(lp))

@@ -67,6 +67,7 @@ def test_optimal_policy_maximises_J(b: Bandit, seed: int, temp: float) -> None:
     gap = optimal_value(b) - value(b, lp)
     t = tol(b, lp, star)
     assert gap >= -t
+    assert regret(b, lp) >= 0  # β·KL in Bregman form: never negative, even from rounding
     # The gap is exactly β·KL(π‖π*), which is > 0 unless π = π*.
     assert gap == pytest.approx(regret(b, lp), abs=t)
     if np.max(np.abs(np.exp(lp) - np.exp(star))) > 1e-3:
@@ -129,6 +130,16 @@ def test_regret_has_no_cancellation_near_optimum() -> None:
     p = np.exp(star[0])
     var = p[0] * (1 - p[0]) * 1e-12
     assert regret(b, lp) == pytest.approx(0.5 * var, rel=1e-4)
+
+
+def test_batched_policies() -> None:
+    """Leading axes of a policy are a batch: one regret per policy, same as one at a time."""
+    b = Bandit(np.array([[1.0, 0.0, 2.0], [0.5, 0.5, -1.0]]), rho=[0.3, 0.7], beta=0.7)
+    lps = log_softmax(np.random.default_rng(0).normal(size=(4, 5, 2, 3)))
+    batched = regret(b, lps)
+    assert batched.shape == (4, 5)
+    np.testing.assert_allclose(batched[2, 3], regret(b, lps[2, 3]), rtol=1e-15)
+    assert value(b, lps, average=False).shape == (4, 5, 2)
 
 
 def test_policy_helpers() -> None:
