@@ -45,9 +45,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .exact import optimal_policy
+from .exact import regret
 from .methods import OFFLINE_METHODS, get_method
-from .policy import kl, log_softmax
+from .policy import log_softmax
 from .problems import Bandit
 from .validation import ValidationError, check_positive
 
@@ -58,7 +58,6 @@ __all__ = [
     "expected_minibatches",
     "minibatches",
     "minibatches_from_permutations",
-    "regret_curves",
     "sample_datasets",
     "shuffle_counts",
     "train",
@@ -319,15 +318,6 @@ class TrainResult:
     regret: NDArray[np.float64]
 
 
-def regret_curves(bandit: Bandit, log_policies: ArrayLike) -> NDArray[np.float64]:
-    """J(π*) − J(π) = β Σ_x ρ(x) KL(π(·|x) ‖ π*(·|x)) for a batch of policies (..., X, n).
-
-    The batched form of :func:`bandit.exact.regret` (same identity, CoPG Eq. 12), float64.
-    """
-    lp = np.asarray(log_policies, dtype=np.float64)
-    return bandit.beta * (kl(lp, optimal_policy(bandit)) @ bandit.rho)
-
-
 def _runner(methods: Sequence[str], tab: Any, sizes: Any, learning_rate: float):
     """(jitted run over a chunk of epochs for all methods and seeds, optax optimiser).
 
@@ -455,7 +445,7 @@ def train_all(
     out = {}
     for i, m in enumerate(methods):
         lp = np.concatenate([init, *traj[i]], axis=1)
-        out[m] = TrainResult(m, lp, regret_curves(bandit, lp))
+        out[m] = TrainResult(m, lp, regret(bandit, lp))
     return out
 
 

@@ -29,7 +29,6 @@ from bandit.trainer import (
     expected_minibatches,
     minibatches,
     minibatches_from_permutations,
-    regret_curves,
     sample_datasets,
     shuffle_counts,
     train,
@@ -261,20 +260,6 @@ def test_contextual_copg_reaches_pi_star_and_pg_does_not():
     assert res["copg"].regret[:, -1].max() < 1e-8
     assert res["pg"].regret[:, -1].min() > 1e-3  # negative control: a biased method
     np.testing.assert_allclose(res["copg"].regret[:, 0], regret(bandit, bandit.log_ref))
-
-
-@given(
-    logits=st.lists(st.floats(-5, 5), min_size=12, max_size=12),
-    beta=st.floats(1e-2, 1e2),
-)
-def test_regret_curves_is_batched_exact_regret(logits, beta):
-    bandit = Bandit([[1.0, 0.0, 2.0], [0.0, 3.0, -1.0]], rho=[0.25, 0.75], beta=beta)
-    th = np.asarray(logits).reshape(2, 2, 3)
-    lp = th - np.log(np.exp(th).sum(-1, keepdims=True))
-    got = regret_curves(bandit, lp)
-    want = [regret(bandit, lp[i]) for i in range(2)]
-    # Same formula, same float64 operations: equal to rounding.
-    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_bad_input_is_rejected():
