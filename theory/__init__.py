@@ -1,0 +1,30 @@
+"""Every claim of the CoPG, IPO-MD and P3O papers as an executable, falsifiable check.
+
+``python -m theory`` runs them all; :data:`CLAIMS` holds them by id (one module per paper:
+:mod:`theory.copg`, :mod:`theory.ipo_md`, :mod:`theory.p3o`), :func:`run_claims` runs
+them on seeded random instances, and :mod:`theory.strategies` generates instances for
+hypothesis property tests.
+"""
+
+from . import copg, ipo_md, p3o  # noqa: F401  (each registers its paper's claims)
+from .claims import (
+    CLAIMS,
+    BanditInstance,
+    Claim,
+    ClaimResult,
+    GameInstance,
+    GaussianInstance,
+    run_claim,
+    run_claims,
+)
+
+__all__ = [
+    "CLAIMS",
+    "BanditInstance",
+    "Claim",
+    "ClaimResult",
+    "GameInstance",
+    "GaussianInstance",
+    "run_claim",
+    "run_claims",
+]
