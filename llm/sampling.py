@@ -73,9 +73,9 @@ def mixture_generate(
 
     Args:
       policy, ref: causal LMs called as ``model(input_ids=, attention_mask=, position_ids=,
-        cache=, use_cache=True)`` returning ``.logits`` and ``.past_key_values``
-        (any Hugging Face ``*ForCausalLM``; older
-        versions' ``past_key_values`` keyword is detected).
+        cache=, use_cache=True)`` returning ``.logits`` and ``.cache`` (any Hugging Face
+        ``*ForCausalLM``; older versions' ``past_key_values`` keyword is detected). ``ref``
+        is not run at ``mixture=0``, nor ``policy`` at ``mixture=1``.
       input_ids: (B, P) prompt ids; attention_mask: (B, P), default all ones.
       mixture: β_mix in [0, 1].
       max_new_tokens: N >= 1 tokens to sample at most.
@@ -104,15 +104,21 @@ def mixture_generate(
     B = input_ids.shape[0]
     dev = input_ids.device
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    kw_pi, kw_ref = _cache_kw(policy), _cache_kw(ref)
-    lp_pi, cache_pi = _step(policy, kw_pi, input_ids, attn, pos, None)
-    lp_ref, cache_ref = _step(ref, kw_ref, input_ids, attn, pos, None)
+    # At β_mix = 0 (or 1) the other model does not enter the mixture: skip its passes.
+    use_pi, use_ref = b < 1.0, b > 0.0
+    kw_pi = _cache_kw(policy) if use_pi else ""
+    kw_ref = _cache_kw(ref) if use_ref else ""
+    lp_pi = cache_pi = lp_ref = cache_ref = None
+    if use_pi:
+        lp_pi, cache_pi = _step(policy, kw_pi, input_ids, attn, pos, None)
+    if use_ref:
+        lp_ref, cache_ref = _step(ref, kw_ref, input_ids, attn, pos, None)
     seqs, new_attn = [input_ids], [attn]
     done = torch.zeros(B, dtype=torch.bool, device=dev)
     total = torch.zeros(B, dtype=torch.float32, device=dev)
     next_pos = pos[:, -1:] + 1
     for n in range(max_new_tokens):
-        log_mix = geometric_mixture(lp_pi, lp_ref, b)
+        log_mix = geometric_mixture(lp_pi if use_pi else lp_ref, lp_ref if use_ref else lp_pi, b)
         tok = torch.multinomial(log_mix.exp(), 1, generator=generator)  # (B, 1)
         live = ~done
         total += torch.where(live, log_mix.gather(-1, tok)[:, 0], torch.zeros_like(total))
@@ -124,8 +130,10 @@ def mixture_generate(
         if bool(done.all()) or n == max_new_tokens - 1:
             break
         attn = torch.cat([attn, live[:, None].long()], dim=1)
-        lp_pi, cache_pi = _step(policy, kw_pi, tok, attn, next_pos, cache_pi)
-        lp_ref, cache_ref = _step(ref, kw_ref, tok, attn, next_pos, cache_ref)
+        if use_pi:
+            lp_pi, cache_pi = _step(policy, kw_pi, tok, attn, next_pos, cache_pi)
+        if use_ref:
+            lp_ref, cache_ref = _step(ref, kw_ref, tok, attn, next_pos, cache_ref)
         next_pos = next_pos + 1
     sequences = torch.cat(seqs, dim=1)
     full_attn = torch.cat(new_attn, dim=1)
