@@ -2,9 +2,9 @@
 
 log π(y|x) = Σ_t m_t · log π(y_t | x, y_<t) is the quantity every pairwise loss consumes
 (CoPG Eq. 5, IPO-MD Eq. 8 and §6: "log π_θ(y|x)" is a sum over the tokens of y). Each token
-term is ``logits[y_t] − logsumexp(logits)``. We gather the label logit and compute the
-logsumexp in chunks of rows of the flattened batch·time axis, each chunk upcast to float32
-(float64 stays float64), so the extra memory is one chunk, not a copy of the logits. The
+term is ``log_softmax(logits)[y_t]``. We compute the log-softmax a few rows of the
+flattened batch·time axis at a time, upcast to float32 (float64 stays float64), and keep only
+the label entry, so the extra memory is one small chunk, not a copy of the logits. The
 backward pass recomputes the softmax chunk by chunk: ∂ log π(y_t)/∂ logits = onehot(y_t) −
 softmax(logits) (a custom :class:`torch.autograd.Function`).
 """
@@ -19,8 +19,9 @@ __all__ = ["IGNORE_INDEX", "sequence_logps", "token_logps"]
 
 #: The label value Hugging Face uses for "no token here"; the default mask drops it.
 IGNORE_INDEX = -100
-#: Each chunk's float32 work buffer is at most this many bytes (and at most ~4% of the logits).
-_CHUNK_BYTES = 32 * 2**20
+#: Each chunk's float32 work buffer is about this many bytes (cache-sized), and at most ~4%
+#: of the logits.
+_CHUNK_BYTES = 2 * 2**20
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -29,49 +30,42 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_rows(n_rows: int, vocab: int, itemsize: int, acc_itemsize: int) -> int:
-    """Rows per chunk: the work buffer stays under ~4% of the logits and under 32 MiB."""
+    """Rows per chunk: the work buffer stays under ~4% of the logits and about 2 MiB."""
     by_share = int(0.04 * n_rows * itemsize / acc_itemsize)
     by_bytes = _CHUNK_BYTES // (vocab * acc_itemsize)
     return max(1, min(n_rows, by_share, by_bytes))
 
 
-def _chunked_lse(x: torch.Tensor, rows: int, acc: torch.dtype) -> torch.Tensor:
-    """logsumexp over the last axis of x (N, V), in ``acc`` precision, one chunk at a time."""
-    out = torch.empty(x.shape[0], dtype=acc, device=x.device)
-    for s in range(0, x.shape[0], rows):
-        c = x[s : s + rows]
-        m = c.amax(dim=-1).to(acc)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all −inf row: lse = −inf
-        buf = torch.sub(c, m[:, None], out=torch.empty(c.shape, dtype=acc, device=c.device))
-        out[s : s + rows] = buf.exp_().sum(dim=-1).log_().add_(m)
-    return out
-
-
 class _TokenLogps(torch.autograd.Function):
-    """Token log-probs log softmax(x)[label] for rows of x (N, V); memory-light backward."""
+    """Token log-probs log softmax(x)[label] for rows of x (N, V); memory-light backward.
+
+    Forward: a fused log-softmax (upcast to ``acc``) of one chunk of rows at a time, of
+    which only the label entry is kept. Backward: ∂ log softmax(x)[y] / ∂x = onehot(y) −
+    softmax(x), recomputed chunk by chunk into the gradient buffer.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
         acc = _acc_dtype(x.dtype)
-        lse = _chunked_lse(x, rows, acc)
-        picked = x.gather(-1, labels[:, None])[:, 0].to(acc)
-        ctx.save_for_backward(x, labels, lse)
+        out = torch.empty(x.shape[0], dtype=acc, device=x.device)
+        for s in range(0, x.shape[0], rows):
+            lp = torch.log_softmax(x[s : s + rows], dim=-1, dtype=acc)
+            out[s : s + rows] = lp.gather(-1, labels[s : s + rows, None])[:, 0]
+        ctx.save_for_backward(x, labels)
         ctx.rows = rows
-        return picked - lse
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
-        x, labels, lse = ctx.saved_tensors
-        rows = ctx.rows
+        x, labels = ctx.saved_tensors
+        rows, acc = ctx.rows, _acc_dtype(x.dtype)
         grad = torch.empty_like(x)
         for s in range(0, x.shape[0], rows):
-            c, gs = x[s : s + rows], g[s : s + rows].to(lse.dtype)
-            # ∂/∂x of (x[label] − lse(x)) = onehot(label) − softmax(x), times the incoming g.
-            buf = torch.sub(c, lse[s : s + rows, None], out=torch.empty_like(c, dtype=lse.dtype))
-            buf.exp_().mul_(-gs[:, None])
-            buf.scatter_add_(-1, labels[s : s + rows, None], gs[:, None])
-            grad[s : s + rows] = buf
+            gs = g[s : s + rows].to(acc)[:, None]
+            p = torch.softmax(x[s : s + rows], dim=-1, dtype=acc).mul_(-gs)
+            p.scatter_add_(-1, labels[s : s + rows, None], gs)
+            grad[s : s + rows] = p
         return grad, None, None
 
 
@@ -177,9 +171,9 @@ def sequence_logps(
     The papers' losses use the summed sequence log-probability (CoPG Eq. 5, IPO-MD §6);
     ``average=True`` gives the length-averaged Σ_t m_t log π(y_t|·) / Σ_t m_t instead.
 
-    Never materialises a [B, T, V] log-softmax: the logsumexp is computed in row chunks
-    upcast to float32 (bf16/fp16 inputs) and the backward recomputes the softmax the same
-    way. Gradients flow to ``logits`` only.
+    Never materialises a [B, T, V] log-softmax: it is computed in row chunks upcast to
+    float32 (bf16/fp16 inputs) and the backward recomputes the softmax the same way.
+    Gradients flow to ``logits`` only.
 
     Args:
       logits: (B, T, V) floating point, e.g. ``model(input_ids).logits``.
@@ -192,7 +186,7 @@ def sequence_logps(
         labels[:, t + 1] (pass ``labels=input_ids``, as Hugging Face does); False when
         logits[:, t] already scores labels[:, t].
       chunk_rows: rows of the flattened B·T axis per chunk (default: a size whose float32
-        work buffer is at most ~4% of the logits and 32 MiB).
+        work buffer is about 2 MiB and at most ~4% of the logits).
     Returns:
       (B,) float32 (float64 for float64 logits).
     Raises:
