@@ -69,7 +69,7 @@ def _random_instance(seed, n, X, *, beta_range=(0.3, 3.0)):
     return bandit, data
 
 
-@settings(max_examples=60 if THOROUGH else 3)
+@settings(max_examples=60 if THOROUGH else 2)
 @given(instances)
 def test_residual_below_1e_10_on_random_instances(inst):
     """Every method's certificate is below 1e-10 on random contextual instances."""
@@ -248,8 +248,10 @@ def test_bad_input_is_a_validation_error(call, match):
 # --------------------------------------------------------------------------- flows
 
 
-def _gd(method, bandit, data, eta, steps):
-    """`steps` steps of gradient descent θ ← θ − η ∇E[ℓ](θ) from θ = log π_ref (jitted scan)."""
+def _gd(method, bandit, data, eta, steps, *, chunks=10, gtol=1e-10):
+    """Gradient descent θ ← θ − η ∇E[ℓ](θ) from θ = log π_ref (a jitted scan of `steps` steps),
+    repeated up to `chunks` times until max |∇E[ℓ]| ≤ gtol (the way in from π_ref can be slower
+    than the local rate, e.g. while the online sampler puts little mass on the good actions)."""
     d = data if METHODS[method].sampling == "offline" else None
     f, tab = loss_fn(method, bandit, d, **PARAMS.get(method, {}))
     with jax.enable_x64(True):
@@ -259,13 +261,17 @@ def _gd(method, bandit, data, eta, steps):
         @jax.jit
         def run(th):
             def step(t, _):
-                gt = g(t, tab64)
-                return t - eta * gt, jnp.sum(gt * gt)
+                return t - eta * g(t, tab64), None
 
-            return jax.lax.scan(step, th, None, length=steps)
+            th = jax.lax.scan(step, th, None, length=steps)[0]
+            return th, jnp.max(jnp.abs(g(th, tab64)))
 
-        th, sq = run(jnp.asarray(bandit.log_ref))
-        return np.asarray(th), np.asarray(sq)
+        th = jnp.asarray(bandit.log_ref)
+        for _ in range(chunks):
+            th, gmax = run(th)
+            if float(gmax) <= gtol:
+                break
+        return np.asarray(th)
 
 
 def _reduced(th):
@@ -275,15 +281,17 @@ def _reduced(th):
 def _flow_plan(method, bandit, data, fp):
     """Step size and step count from the linearisation at the fixed point.
 
-    With λ the eigenvalues of the reduced Jacobian J, η = min Re λ / |λ|² makes every
+    With λ the eigenvalues of the reduced Jacobian J, η ≤ min Re λ / |λ|² makes every
     |1 − ηλ| < 1, and ρ = max |1 − ηλ| is the local contraction; 3·log(1e-12)/log ρ steps
-    leave a margin for the non-linear way in from π_ref.
+    leave a margin for the non-linear way in from π_ref (and _gd repeats them if needed).
     """
     d = data if METHODS[method].sampling == "offline" else None
     J = field_jacobian(method, bandit, fp.log_policy, d, **PARAMS.get(method, {}))
     lam = np.linalg.eigvals(J)
     assume(np.all(lam.real > 1e-3))  # a stable fixed point the flow can reach in time
-    eta = 0.9 * float(np.min(lam.real / np.abs(lam) ** 2))
+    # The cap 0.5 keeps Euler from overshooting on the way in, where the linearisation at
+    # the fixed point does not hold (e.g. online samplers near a vertex barely move).
+    eta = min(0.5, 0.9 * float(np.min(lam.real / np.abs(lam) ** 2)))
     rho = float(np.max(np.abs(1 - eta * lam)))
     steps = int(np.ceil(3 * np.log(1e-12) / np.log(rho)))
     assume(steps <= 20_000)
@@ -308,7 +316,7 @@ def test_flow_from_reference_converges_to_the_fixed_point(method, inst):
     fp = _fp(method, bandit, data)
     assert fp.interior
     J, eta, steps = _flow_plan(method, bandit, data, fp)
-    th, _ = _gd(method, bandit, data, eta, steps)
+    th = _gd(method, bandit, data, eta, steps)
     d = data if METHODS[method].sampling == "offline" else None
     _, g = expected_loss_and_grad(method, bandit, th, d, **PARAMS.get(method, {}))
     F = _reduced(g)
