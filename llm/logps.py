@@ -19,8 +19,8 @@ __all__ = ["IGNORE_INDEX", "sequence_logps", "token_logps"]
 
 #: The label value Hugging Face uses for "no token here"; the default mask drops it.
 IGNORE_INDEX = -100
-#: Each chunk's float32 work buffer is about this many bytes (cache-sized), and at most ~4%
-#: of the logits.
+#: Each chunk's float32 work buffer is about this many bytes (cache-sized), and at most ~2%
+#: of the logits (bf16 input needs two: the upcast chunk and its log-softmax).
 _CHUNK_BYTES = 2 * 2**20
 
 
@@ -30,8 +30,8 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_rows(n_rows: int, vocab: int, itemsize: int, acc_itemsize: int) -> int:
-    """Rows per chunk: the work buffer stays under ~4% of the logits and about 2 MiB."""
-    by_share = int(0.04 * n_rows * itemsize / acc_itemsize)
+    """Rows per chunk: a work buffer stays under ~2% of the logits and about 2 MiB."""
+    by_share = int(0.02 * n_rows * itemsize / acc_itemsize)
     by_bytes = _CHUNK_BYTES // (vocab * acc_itemsize)
     return max(1, min(n_rows, by_share, by_bytes))
 
@@ -186,7 +186,7 @@ def sequence_logps(
         labels[:, t + 1] (pass ``labels=input_ids``, as Hugging Face does); False when
         logits[:, t] already scores labels[:, t].
       chunk_rows: rows of the flattened B·T axis per chunk (default: a size whose float32
-        work buffer is about 2 MiB and at most ~4% of the logits).
+        work buffer is about 2 MiB and at most ~2% of the logits).
     Returns:
       (B,) float32 (float64 for float64 logits).
     Raises:

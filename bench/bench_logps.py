@@ -1,0 +1,194 @@
+"""Benchmark: ``llm.sequence_logps`` against the two usual ways of getting sequence log-probs.
+
+    python bench/bench_logps.py [--quick] [--device cpu|cuda] [--repeats 5]
+
+Baselines, both followed by the same masked sum over time:
+  full     ``torch.log_softmax(logits, -1, dtype=float32).gather(...)``: one [B, T, V] float32
+           copy of the logits.
+  per-row  TRL's ``selective_log_softmax``: for float32, a logsumexp per sequence row; for
+           bf16, a log-softmax per row (in bf16, as TRL does): a [T, V] temporary per row.
+
+Sizes: V in {32k, 64k, 128k}, B·T in {1024, 4096} (B = 8), float32 and bf16 (``--quick``:
+V = 32k, B·T = 1024). For each we report the best-of-``--repeats`` forward time, its ratio
+to the best baseline (same process, same tensors), the peak extra memory as a share of the
+logits' size, and, for bf16, the error of the per-sequence sums against float64 on the
+same bf16 logits. Targets (issue 7): extra memory ≤ 10% of the logits, time ≤ best
+baseline. On CPU the peak is the rise of the peak RSS (VmHWM, reset just before the call) in a
+fresh subprocess; on CUDA it is ``torch.cuda.max_memory_allocated``. CPU timings on a
+shared machine are noisy: rerun, or raise ``--repeats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llm import sequence_logps
+
+B = 8
+METHODS = ("sequence_logps", "full", "per-row")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """TRL's ``trl.trainer.utils.selective_log_softmax`` (per-row loop), reproduced."""
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, index[..., None])[..., 0]
+        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
+        return picked - lse
+    out = []
+    for row, lab in zip(logits, index, strict=True):
+        out.append(torch.log_softmax(row, dim=-1).gather(-1, lab[:, None])[:, 0])
+    return torch.stack(out)
+
+
+def run_method(name: str, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor):
+    if name == "sequence_logps":
+        return sequence_logps(logits, labels, mask, shift=False)
+    if name == "full":
+        lp = torch.log_softmax(logits, -1, dtype=torch.float32).gather(-1, labels[..., None])
+        return (lp[..., 0] * mask).sum(-1)
+    return (selective_log_softmax(logits, labels).float() * mask).sum(-1)
+
+
+def make_inputs(V: int, BT: int, dtype: torch.dtype, device: str, seed: int = 0):
+    """Logits filled row by row (no full-size float32 transient), labels and a mask."""
+    T = BT // B
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    logits = torch.empty(B, T, V, dtype=dtype, device=device)
+    for b in range(B):
+        logits[b] = (2 * torch.randn(T, V, generator=g)).to(dtype)
+    labels = torch.randint(0, V, (B, T), generator=g).to(device)
+    mask = torch.rand(B, T, generator=g).to(device) < 0.8
+    mask[:, 0] = True
+    return logits, labels, mask
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"/proc/self/status has no {field}")
+
+
+def worker(name: str, V: int, BT: int, dtype: str) -> None:
+    """Fresh process: rise of the peak RSS (VmHWM) during one forward call (CPU, Linux).
+
+    Writing 5 to /proc/self/clear_refs resets VmHWM to the current RSS, so setup
+    transients do not hide the call's own peak.
+    """
+    torch.set_num_threads(2)
+    logits, labels, mask = make_inputs(V, BT, DTYPES[dtype], "cpu")
+    run_method(name, logits[:, :2].contiguous(), labels[:, :2], mask[:, :2])  # lazy inits
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_kib("VmRSS")
+    run_method(name, logits, labels, mask)
+    after = _status_kib("VmHWM")
+    print(json.dumps({"peak_extra": max(0, after - before) * 1024}))
+
+
+def peak_extra(name: str, V: int, BT: int, dtype: str, device: str, inputs) -> int:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run_method(name, *inputs)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    cmd = [sys.executable, __file__, "--worker", name, str(V), str(BT), dtype]
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_extra"]
+
+
+def best_time(name: str, inputs, device: str, repeats: int) -> float:
+    run_method(name, *inputs)  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        run_method(name, *inputs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def fp64_reference(logits, labels, mask) -> torch.Tensor:
+    """Per-sequence sums in float64, one sequence at a time (no full float64 copy)."""
+    out = []
+    for x, y, m in zip(logits, labels, mask, strict=True):
+        lp = torch.log_softmax(x.double(), -1).gather(-1, y[:, None])[:, 0]
+        out.append((lp * m).sum())
+    return torch.stack(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="one small size only")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--worker", nargs=4, metavar=("METHOD", "V", "BT", "DTYPE"), help=argparse.SUPPRESS
+    )
+    a = p.parse_args(argv)
+    if a.worker:
+        worker(a.worker[0], int(a.worker[1]), int(a.worker[2]), a.worker[3])
+        return 0
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        print("bench_logps: error: --device cuda but CUDA is not available", file=sys.stderr)
+        return 2
+    vs = [32768] if a.quick else [32768, 65536, 131072]
+    bts = [1024] if a.quick else [1024, 4096]
+    print(f"device {a.device}, threads {torch.get_num_threads()}, best of {a.repeats}, B = {B}")
+    head = (
+        f"{'V':>7} {'B*T':>5} {'dtype':>5} {'method':>15} {'ms':>9} {'x best alt':>10} "
+        f"{'extra MiB':>10} {'% logits':>9} {'bf16 err':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    ok_mem, ok_time = True, True
+    for V in vs:
+        for BT in bts:
+            for dname, dt in DTYPES.items():
+                inputs = make_inputs(V, BT, dt, a.device)
+                size = inputs[0].numel() * inputs[0].element_size()
+                ref = fp64_reference(*inputs) if dname == "bf16" else None
+                rows = {}
+                for m in METHODS:
+                    t = best_time(m, inputs, a.device, a.repeats)
+                    mem = peak_extra(m, V, BT, dname, a.device, inputs)
+                    err = (
+                        (run_method(m, *inputs).double() - ref).abs().max().item()
+                        if ref is not None
+                        else None
+                    )
+                    rows[m] = (t, mem, err)
+                best_alt = min(rows[m][0] for m in METHODS[1:])
+                for m in METHODS:
+                    t, mem, err = rows[m]
+                    e = f"{err:9.2e}" if err is not None else f"{'':>9}"
+                    print(
+                        f"{V:>7} {BT:>5} {dname:>5} {m:>15} {1e3 * t:9.1f} {t / best_alt:10.2f} "
+                        f"{mem / 2**20:10.1f} {100 * mem / size:8.1f}% {e}"
+                    )
+                ok_mem &= rows[METHODS[0]][1] <= 0.10 * size
+                ok_time &= rows[METHODS[0]][0] <= best_alt
+                del inputs
+    print(f"\ntarget: extra memory <= 10% of logits: {'met' if ok_mem else 'NOT met'}")
+    print(f"target: time <= best alternative: {'met' if ok_time else 'NOT met (see ratios)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
