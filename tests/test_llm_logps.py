@@ -172,3 +172,23 @@ def test_bad_input_raises(mutate, match):
     logits, labels, mask = _batch(8, 3, 5, 6)
     with pytest.raises(ValidationError, match=match):
         sequence_logps(*mutate(logits, labels, mask))
+
+
+def test_import_llm_does_not_import_jax():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, llm; assert 'jax' not in sys.modules, 'llm imported jax'"
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_fp16_gradient_keeps_dtype():
+    logits, labels, mask = _batch(9, 2, 4, 6, dtype=torch.float16)
+    logits.requires_grad_(True)
+    out = sequence_logps(logits, labels, mask)
+    out.sum().backward()
+    assert out.dtype == torch.float32 and logits.grad.dtype == torch.float16
+    assert bool(torch.isfinite(logits.grad).all())
