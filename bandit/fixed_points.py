@@ -70,8 +70,9 @@ class FixedPoint:
       method: the method's name.
       log_policy: log π of the limit policy, shape (X, n); −inf where the limit puts no mass.
       residual: the certificate: max |∇_θ E[ℓ]| at ``log_policy`` (:mod:`bandit.expected`),
-        or the defining equation's residual where that is sharper (the LP duality gap for
-        slic, the Eq. (12)/(13) residual for the game methods).
+        or the defining equation's residual where that is sharper: the LP duality gap for
+        slic; for the game methods the larger of the Eq. (12)/(13) residual (the duality
+        gap 2τ KL(π‖BR(π)) for β = 0) and max |∇_θ E[ℓ]|.
       unique: False when the data do not identify the fixed point (support violations,
         disconnected pair graphs, several roots, a non-unique LP optimum).
       interior: False when no fixed point with full support exists; ``log_policy`` is then
@@ -623,6 +624,34 @@ def _game(tab: Tables, x: int) -> PreferenceGame:
     )
 
 
+def _without_idle_prompts(method, problem, data, preferences, theta0, params, keep):
+    """Prompts with ρ(x) = 0 get no gradient from any method: solve on the others (ρ rescaled,
+    which scales g and moves no root) and leave the idle ones at ``init``."""
+    sub = Bandit(
+        problem.rewards[keep],
+        problem.ref[keep],
+        problem.rho[keep] / problem.rho[keep].sum(),
+        problem.beta,
+    )
+    sub_data = None if data is None else OfflineData.from_joint(data.joint[keep])
+    sub_pref = None
+    if preferences is not None:
+        sub_pref = np.asarray(preferences, dtype=np.float64)
+        sub_pref = sub_pref[None] if sub_pref.ndim == 2 else sub_pref
+        sub_pref = np.broadcast_to(sub_pref, (keep.size, *sub_pref.shape[1:]))[keep]
+    fp = fixed_point(method, sub, sub_data, preferences=sub_pref, init=theta0[keep], **params)
+    lp = log_softmax(theta0)
+    lp[keep] = fp.log_policy
+    idle = np.flatnonzero(~keep).tolist()
+    message = (
+        f"{fp.message}; not unique: prompts {idle} have ρ(x) = 0, get no gradient and stay at "
+        "`init` (π_ref by default)"
+    )
+    # The sub-problem's certificate bounds this one: idle prompts have g = 0 exactly, and the
+    # rescaled ρ only enlarges the sub-problem's gradient.
+    return FixedPoint(method, lp, fp.residual, False, fp.interior, message, fp.details)
+
+
 def fixed_point(
     method: str,
     problem: Bandit | PreferenceGame,
@@ -672,6 +701,9 @@ def fixed_point(
             theta0 = theta0[None]
         check_shape("init", theta0, log_ref.shape)
     fld = _Field(f, tab)
+    rho = np.asarray(tab.rho)
+    if isinstance(problem, Bandit) and np.any(rho == 0.0):
+        return _without_idle_prompts(method, problem, data, preferences, theta0, params, rho > 0.0)
     details: dict[str, Any] = {}
     unique, interior = True, True
 
@@ -720,20 +752,24 @@ def fixed_point(
         message = f"{method}: {how}; {msg}"
         return FixedPoint(method, lp, residual, unique, interior, message, details)
 
+    def online(lp, residual, unique, interior, message) -> FixedPoint:
+        return FixedPoint(method, lp, residual, unique, interior, message, details)
+
     if method in ("rloo", "p3o_v1", "p3o_v2"):
         lp = optimal_policy(problem)
         message = f"{method}: π* ∝ π_ref exp(R/β), the unique interior stationary point"
-        return FixedPoint(method, lp, fld.residual(lp), True, True, message, details)
+        return online(lp, fld.residual(lp), True, True, message)
 
     if method == "online_dpo":
         s = _bt_scores(tab, preferences)
         if s is not None:
             lp = log_softmax(log_ref + s / float(tab.beta))
             message = "online_dpo: Bradley–Terry preferences, so π* (IPO-MD Thm G.7)"
-            return FixedPoint(method, lp, fld.residual(lp), True, True, message, details)
-        lp, unique, interior, how, details = _root_fixed_point(fld, theta0, [np.zeros_like(theta0)])
+            return online(lp, fld.residual(lp), True, True, message)
+        lp, unique, interior, how, d2 = _root_fixed_point(fld, theta0, [np.zeros_like(theta0)])
+        details.update(d2)
         message = f"online_dpo: preferences are not Bradley–Terry; {how}"
-        return FixedPoint(method, lp, fld.residual(lp), unique, interior, message, details)
+        return online(lp, fld.residual(lp), unique, interior, message)
 
     # online_ipo, ipo_md, nash_md_pg: IPO-MD Eq. (12)/(13), per prompt.
     from .games import ipo_md_fixed_point, nash_equilibrium
@@ -748,10 +784,13 @@ def fixed_point(
         lp[x] = sol.log_policy
         eq_res.append(sol.residual)
     details["equation_residual"] = max(eq_res)
-    eq = "Eq. (12), the regularised Nash equilibrium" if mix == 0.0 else f"Eq. (13), β = {mix:g}"
-    residual = fld.residual(lp)
-    message = (
-        f"{method}: IPO-MD {eq} via bandit.games (equation residual {max(eq_res):.2e}); "
-        "unique (the regularised game is strongly monotone)"
-    )
-    return FixedPoint(method, lp, residual, True, True, message, details)
+    details["gradient_residual"] = fld.residual(lp)
+    if mix == 0.0:
+        eq = "Eq. (12), the regularised Nash equilibrium (Prop. 4.1); unique: the game is "
+        eq += "strongly monotone"
+    else:
+        eq = f"Eq. (13), β = {mix:g}; unique: by Prop. 5.2 its mixture is the unique Nash "
+        eq += "equilibrium of the game with τ/(1 − β), and Eq. (13) then fixes π"
+    message = f"{method}: IPO-MD {eq}; solved by bandit.games; residual = max(Eq. residual, max|g|)"
+    residual = max(details["equation_residual"], details["gradient_residual"])
+    return online(lp, residual, True, True, message)

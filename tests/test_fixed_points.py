@@ -365,3 +365,15 @@ def test_slic_subgradient_flow_reaches_the_lp_optimum(inst):
     # Negative control: the bound is not vacuous, a point 2 away in one logit violates it.
     off = th_star + 2.0 * np.eye(bandit.n_actions)[0]
     assert expected_loss("slic", bandit, off, data) - f_star > bound
+
+
+@pytest.mark.parametrize("method", ["copg", "pg", "online_ipo"])
+def test_prompt_with_zero_weight_is_flagged_and_stays_at_init(method):
+    """ρ(x) = 0: no method gets a gradient there, so the prompt keeps π_ref (not unique)."""
+    bandit = Bandit(np.array([[2.5, 2.0, 1.0], [0.0, 1.0, 2.0]]), None, [1.0, 0.0], 0.5)
+    data = OfflineData([[0.1, 0.2, 0.7]] * 2, [[0.05, 0.05, 0.9]] * 2)
+    fp = _fp(method, bandit, data)
+    assert not fp.unique and "ρ(x) = 0" in fp.message and fp.residual < 1e-10
+    np.testing.assert_allclose(fp.log_policy[1], bandit.log_ref[1], atol=1e-14)
+    # Negative control: the weighted prompt is solved, not left at π_ref.
+    assert np.max(np.abs(fp.log_policy[0] - bandit.log_ref[0])) > 0.1
