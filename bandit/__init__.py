@@ -11,6 +11,14 @@ from importlib import import_module
 from typing import Any
 
 from .exact import kl_to_ref, optimal_policy, optimal_value, regret, value
+from .games import (
+    GameSolution,
+    best_response,
+    exploitability,
+    game_value,
+    ipo_md_fixed_point,
+    nash_equilibrium,
+)
 from .methods import METHODS, OFFLINE_METHODS, ONLINE_METHODS, Method, get_method
 from .policy import geometric_mixture, kl, log_softmax
 from .problems import Bandit, PreferenceGame
@@ -22,6 +30,15 @@ _LAZY = {
     "expected_loss": "expected",
     "expected_loss_and_grad": "expected",
     "loss_fn": "expected",
+    "FixedPoint": "fixed_points",
+    "fixed_point": "fixed_points",
+    "Trajectory": "dynamics",
+    "exact_dynamics": "dynamics",
+    "sampled_dynamics": "dynamics",
+    "TrainConfig": "trainer",
+    "minibatches": "trainer",
+    "train": "trainer",
+    "train_all": "trainer",
 }
 
 __all__ = [
@@ -29,14 +46,20 @@ __all__ = [
     "OFFLINE_METHODS",
     "ONLINE_METHODS",
     "Bandit",
+    "GameSolution",
     "Method",
     "PreferenceGame",
     "ValidationError",
+    "best_response",
+    "exploitability",
+    "game_value",
     "geometric_mixture",
     "get_method",
+    "ipo_md_fixed_point",
     "kl",
     "kl_to_ref",
     "log_softmax",
+    "nash_equilibrium",
     "optimal_policy",
     "optimal_value",
     "regret",
@@ -49,3 +72,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'bandit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
