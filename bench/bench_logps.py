@@ -110,18 +110,21 @@ def peak_extra(name: str, V: int, BT: int, dtype: str, device: str, inputs) -> i
     return json.loads(r.stdout.strip().splitlines()[-1])["peak_extra"]
 
 
-def best_time(name: str, inputs, device: str, repeats: int) -> float:
-    run_method(name, *inputs)  # warm-up
-    times = []
+def best_times(inputs, device: str, repeats: int) -> dict[str, float]:
+    """Best-of-``repeats`` seconds per method, the methods interleaved round by round so
+    that a burst of load elsewhere on the machine hits all of them alike."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    best = dict.fromkeys(METHODS, float("inf"))
+    for m in METHODS:
+        run_method(m, *inputs)  # warm-up
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        run_method(name, *inputs)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for m in METHODS:
+            sync()
+            t = time.perf_counter()
+            run_method(m, *inputs)
+            sync()
+            best[m] = min(best[m], time.perf_counter() - t)
+    return best
 
 
 def fp64_reference(logits, labels, mask) -> torch.Tensor:
@@ -165,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
                 size = inputs[0].numel() * inputs[0].element_size()
                 ref = fp64_reference(*inputs) if dname == "bf16" else None
                 rows = {}
+                times = best_times(inputs, a.device, a.repeats)
                 for m in METHODS:
-                    t = best_time(m, inputs, a.device, a.repeats)
+                    t = times[m]
                     mem = peak_extra(m, V, BT, dname, a.device, inputs)
                     err = (
                         (run_method(m, *inputs).double() - ref).abs().max().item()
