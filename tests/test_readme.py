@@ -13,13 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+def _blocks(lang: str) -> list[tuple[str, str]]:
+    """(prelude file or "", code) for each ```lang block; a block preceded by
+    <!-- readme-prelude: FILE --> runs after FILE, which sets up what it assumes exists."""
+    pat = rf"(?:<!-- readme-prelude: (\S+) -->\n)?```{lang}\n(.*?)```"
+    return re.findall(pat, README, flags=re.S)
 
 
 @pytest.mark.parametrize("i", range(len(_blocks("python"))))
 def test_python_blocks_run(i: int, tmp_path: Path) -> None:
-    code = _blocks("python")[i]
+    prelude, code = _blocks("python")[i]
+    if prelude:
+        code = (ROOT / prelude).read_text() + "\n" + code
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=600)
 
 
