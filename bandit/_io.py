@@ -7,6 +7,7 @@ a one-line message on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -19,7 +20,38 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "cli", "jsonable", "load_config", "save_figure", "write_json"]
+__all__ = [
+    "ArgumentParser",
+    "atomic_path",
+    "cli",
+    "jsonable",
+    "load_config",
+    "pyplot",
+    "save_figure",
+    "write_json",
+]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors raise a ValueError, so :func:`cli` prints one line.
+
+    (Plain argparse prints the usage and the error on two lines and exits itself.)
+    """
+
+    def error(self, message: str):
+        from .validation import ValidationError
+
+        raise ValidationError(message)
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (CLIs run without a screen)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @contextmanager
@@ -62,7 +94,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:
-    """Save a matplotlib figure as PNG and PDF, atomically; returns the two paths."""
+    """Save a matplotlib figure as PNG and PDF, atomically, then close it; returns the paths."""
     out = []
     for ext in ("png", "pdf"):
         target = Path(f"{path_without_suffix}.{ext}")
@@ -71,6 +103,7 @@ def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:
             meta = {"Software": None} if ext == "png" else {"CreationDate": None}
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         out.append(target)
+    pyplot().close(fig)
     return out
 
 
@@ -90,6 +123,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"config {p}: cannot parse ({e})") from None
 
 
+def _prog() -> str:
+    """The program's name for messages: ``theory`` for ``python -m theory``."""
+    path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("copg-lab")
+    return path.parent.name if path.stem == "__main__" else path.stem
+
+
 def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
     """Wrap a CLI ``main(argv)`` so bad input exits 2 with a one-line message.
 
@@ -101,7 +140,7 @@ def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int
         try:
             return int(main(argv) or 0)
         except (ValueError, OSError) as e:
-            prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "copg-lab"
+            prog = _prog()
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             print(f"{prog}: error: {msg}", file=sys.stderr)
             return 2

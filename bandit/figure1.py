@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import cli, load_config, save_figure, write_json
+from ._io import ArgumentParser, cli, load_config, pyplot, save_figure, write_json
 from .exact import optimal_policy, optimal_value, regret
 from .methods import OFFLINE_METHODS, get_method
 from .problems import Bandit
@@ -219,12 +219,7 @@ _LABELS = {
 
 def plot(summary: dict[str, Any]):
     """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.2))
     for i, (m, s) in enumerate(summary["methods"].items()):
         color = f"C{i}"
         mean = np.asarray(s["regret_curve_mean"])
@@ -249,13 +244,6 @@ def plot(summary: dict[str, Any]):
     return fig
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are ValueErrors, so :func:`bandit._io.cli` prints one line."""
-
-    def error(self, message: str):
-        raise ValidationError(message)
-
-
 def _int_at_least(low: int):
     def parse(s: str) -> int:
         try:
@@ -270,7 +258,7 @@ def _int_at_least(low: int):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m bandit.figure1",
         description="Regenerate CoPG Fig. 1 (regret of offline methods on the §5 bandit).",
     )
@@ -313,11 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=True,
     )
     write_json(args.out / "figure1.json", summary)
-    import matplotlib.pyplot as plt
-
-    fig = plot(summary)
-    save_figure(fig, args.out / "figure1")
-    plt.close(fig)
+    save_figure(plot(summary), args.out / "figure1")
     print(f"wrote {args.out / 'figure1.png'}, .pdf and .json")
     return 0
 

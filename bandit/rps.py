@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._io import cli, save_figure, write_json
+from ._io import ArgumentParser, cli, pyplot, save_figure, write_json
 from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
 from .problems import PreferenceGame
 from .validation import ValidationError, check_finite, check_positive, check_unit_interval
@@ -162,7 +162,7 @@ def _to_xy(pi: NDArray) -> NDArray:
 
 def plot(data: dict[str, Any]):
     """The figure: trajectories on the simplex (n = 3) and distance to each fixed point."""
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     P = np.asarray(data["matrix"])
     n = P.shape[0]
@@ -244,15 +244,8 @@ def _parse_matrix(text: str) -> NDArray[np.float64]:
     return M
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are ValueErrors, so :func:`bandit._io.cli` prints one line."""
-
-    def error(self, message: str):
-        raise ValidationError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m bandit.rps",
         description="IPO-MD App. F: IPO-MD(β) dynamics on a rock-paper-scissors preference "
         "game, with the fixed points and the regularised Nash equilibrium.",
@@ -297,14 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValidationError(f"--matrix: {e}") from None
     data = compute(P, betas=betas, tau=args.tau, steps=args.steps, lr=args.lr, progress=True)
     write_json(args.out / "rps.json", data)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plot(data)
-    save_figure(fig, args.out / "rps")
-    plt.close(fig)
+    save_figure(plot(data), args.out / "rps")
     print(f"wrote {args.out / 'rps.png'}, .pdf and .json")
     return 0
 

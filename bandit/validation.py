@@ -80,7 +80,7 @@ def check_distribution(
         row = tuple(int(i) for i in np.argwhere(np.atleast_1d(off))[0])
         s = np.atleast_1d(sums)[row]
         where = f" in row {row}" if a.ndim > 1 else ""
-        raise ValidationError(f"{name} must sum to 1 (atol {atol:g}){where}, got sum {s!r}")
+        raise ValidationError(f"{name} must sum to 1 (atol {atol:g}){where}, got sum {float(s)!r}")
     return a
 
 
@@ -116,6 +116,6 @@ def check_preference_matrix(
         i, j = (int(k) for k in np.argwhere(s)[0])
         raise ValidationError(
             f"{name} must satisfy P + P.T = 1 (atol {atol:g}), got "
-            f"P[{i},{j}] + P[{j},{i}] = {a[i, j] + a[j, i]!r}"
+            f"P[{i},{j}] + P[{j},{i}] = {float(a[i, j] + a[j, i])!r}"
         )
     return a

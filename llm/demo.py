@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bandit._io import cli, save_figure, write_json
+from bandit._io import ArgumentParser, cli, pyplot, save_figure, write_json
 from bandit.validation import ValidationError, check_positive
 
 from . import losses
@@ -277,7 +277,7 @@ def pair_loss(method: str, model, data: dict, idx: torch.Tensor, beta: float) ->
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m llm.demo",
         description="Offline CoPG, DPO and IPO on a tiny causal LM that learns to sort digits.",
     )
@@ -324,12 +324,7 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_r, ax_kl) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_r, ax_kl) = pyplot().subplots(1, 2, figsize=(9, 3.4))
     for m in METHODS:
         c = result["curves"][m]
         ax_r.plot(c["step"], c["reward"], marker="o", ms=3, label=_LABELS[m])
@@ -344,7 +339,6 @@ def plot(result: dict[str, Any], out: Path) -> None:
     )
     fig.tight_layout()
     save_figure(fig, out / "llm_demo")
-    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,13 +9,12 @@ The same ``--seed`` gives the same instances and the same report, byte for byte.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bandit._io import atomic_path, cli, jsonable
+from bandit._io import ArgumentParser, atomic_path, cli, jsonable
 
 from .claims import ClaimResult, run_claims
 
@@ -124,7 +123,7 @@ def report(results: list[ClaimResult], seed: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every claim; exit 1 if any fails or any negative control is not caught."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m theory",
         description="Check every claim of the CoPG, IPO-MD and P3O papers exactly.",
     )
