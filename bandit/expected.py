@@ -15,6 +15,7 @@ functions run inside ``jax.enable_x64`` and never flip the global flag.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache, partial
 from typing import Any, NamedTuple
 
 import jax
@@ -40,8 +41,10 @@ from .validation import (
 __all__ = [
     "OfflineData",
     "Tables",
+    "compiled",
     "expected_loss",
     "expected_loss_and_grad",
+    "expected_value",
     "loss_fn",
     "pair_losses",
     "pair_weights",
@@ -161,6 +164,8 @@ def pair_losses(
 
     Entry [x, y, y'] is the loss of :mod:`bandit.losses` on the pair (y, y') at prompt x.
     ``pref`` overrides tab.pref (the trainer passes empirical label frequencies).
+    ``mixture`` is accepted for a uniform parameter set and ignored: the mixture changes
+    where pairs come from (:func:`pair_weights`), not the loss on a pair.
     Traceable and differentiable in ``logits``.
     """
     m = get_method(method)
@@ -212,7 +217,7 @@ def pair_weights(
     method: str,
     logits: Array,
     tab: Tables,
-    data: OfflineData | None = None,
+    data: OfflineData | Array | None = None,
     *,
     mixture: float = 0.0,
     k: int = 2,
@@ -220,6 +225,8 @@ def pair_weights(
     """Probability of each pair under the method's sampling distribution, times ρ(x).
 
     Same shape as :func:`pair_losses`; always stop-gradient (SG[π] in IPO-MD Eq. 11).
+    ``data`` is an :class:`OfflineData` or its joint pair distribution q (X, n, n) as an
+    array (traceable), for offline methods.
     """
     m = get_method(method)
     rho = tab.rho[:, None, None]
@@ -228,7 +235,7 @@ def pair_weights(
             raise ValidationError(
                 f"data: method {method!r} is offline and needs OfflineData(mu1, mu2)"
             )
-        return rho * jnp.asarray(data.joint)
+        return rho * jnp.asarray(getattr(data, "joint", data))
     log_pi = _sg(log_softmax(logits))
     pi = jnp.exp(log_pi)
     if m.sampling == "policy" and method == "rloo":
@@ -246,34 +253,66 @@ def pair_weights(
     return rho * _outer(pi, mix)  # policy_vs_mixture
 
 
+def expected_value(
+    logits: Array,
+    tab: Tables,
+    joint: Array | None = None,
+    *,
+    method: str,
+    mixture: float = 0.0,
+    k: int = 2,
+    clip_eps: float = 0.2,
+) -> Array:
+    """E[ℓ](θ) = Σ_x ρ(x) Σ_{pairs} q_x(pair)·ℓ(θ; x, pair): the one expectation of a method.
+
+    Pure JAX: ``joint`` is the offline pair distribution (X, n, n) (None for online
+    methods); differentiate in ``logits`` with ``method``, ``mixture``, ``k``, ``clip_eps``
+    static. Call under ``jax.enable_x64(True)`` for float64.
+    """
+    w = pair_weights(method, logits, tab, joint, mixture=mixture, k=k)
+    return jnp.sum(w * pair_losses(method, logits, tab, k=k, clip_eps=clip_eps))
+
+
+@cache
+def compiled(method: str, **params: Any):
+    """(loss, value_and_grad), jitted functions of (logits, tab, joint) for one method and
+    parameter set, compiled once per array shape and reused across problems and calls."""
+    f = partial(expected_value, method=method, **params)
+    return jax.jit(f), jax.jit(jax.value_and_grad(f))
+
+
+def _joint(method: str, tab: Tables, data: OfflineData | tuple | None) -> NDArray | None:
+    """Validate ``data`` for ``method`` and return its joint pair distribution (or None)."""
+    if get_method(method).sampling != "offline":
+        return None
+    if data is None:
+        raise ValidationError(_NEEDS_DATA.format(method=method))
+    if not isinstance(data, OfflineData):
+        data = OfflineData(*data)
+    check_shape("data.mu1", data.mu1, tab.log_ref.shape)
+    return data.joint
+
+
 def loss_fn(
     method: str,
     problem: Bandit | PreferenceGame,
-    data: OfflineData | None = None,
+    data: OfflineData | tuple | None = None,
     *,
     preferences: ArrayLike | None = None,
     **params: Any,
 ):
-    """Return (f, tab) with f(logits, tab) the exact expected loss: a pure JAX function to
-    jit, grad or vmap. Call it under ``jax.enable_x64(True)`` for float64."""
+    """Return (f, tab) with f(logits, tab) the exact expected loss (:func:`expected_value`
+    with this problem's data): a pure JAX function to jit, grad or vmap. Call it under
+    ``jax.enable_x64(True)`` for float64."""
     m = get_method(method)
     params = _check_params(method, params)
     tab = tables(problem, preferences)
     if m.signal == "reward" and np.isnan(tab.rewards).any():
         raise ValidationError(f"method: {method!r} learns from rewards; a PreferenceGame has none")
-    if m.sampling == "offline":
-        if data is None:
-            raise ValidationError(
-                f"data: method {method!r} is offline and needs OfflineData(mu1, mu2)"
-            )
-        if not isinstance(data, OfflineData):
-            data = OfflineData(*data)
-        check_shape("data.mu1", data.mu1, tab.log_ref.shape)
-    wparams = {key: v for key, v in params.items() if key in ("mixture", "k")}
+    joint = _joint(method, tab, data)
 
     def f(logits: Array, tab: Tables) -> Array:
-        w = pair_weights(method, logits, tab, data, **wparams)
-        return jnp.sum(w * pair_losses(method, logits, tab, **params))
+        return expected_value(logits, tab, joint, method=method, **params)
 
     return f, tab
 
@@ -331,11 +370,13 @@ def expected_loss_and_grad(
     Returns:
       (E[ℓ](θ), ∇_θ E[ℓ](θ)), the gradient with the logits' shape (X, n).
     """
-    f, tab = loss_fn(method, problem, data, preferences=preferences, **params)
+    _, tab = loss_fn(method, problem, data, preferences=preferences, **params)
     th = _as_logits(tab, logits)
+    joint = _joint(method, tab, data)
     with jax.enable_x64(True):
         tab64 = jax.tree_util.tree_map(jnp.asarray, tab)
-        val, g = jax.value_and_grad(f)(jnp.asarray(th), tab64)
+        j64 = None if joint is None else jnp.asarray(joint)
+        val, g = compiled(method, **_check_params(method, params))[1](jnp.asarray(th), tab64, j64)
         return float(val), np.asarray(g, dtype=np.float64).reshape(np.shape(logits))
 
 

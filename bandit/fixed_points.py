@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache, partial
 from typing import Any
 
 import jax
@@ -46,7 +47,15 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import logit
 
 from .exact import optimal_policy
-from .expected import OfflineData, Tables, loss_fn
+from .expected import (
+    OfflineData,
+    Tables,
+    _check_params,
+    _joint,
+    compiled,
+    expected_value,
+    loss_fn,
+)
 from .methods import get_method
 from .policy import log_softmax
 from .problems import Bandit, PreferenceGame
@@ -98,56 +107,64 @@ class FixedPoint:
 # --------------------------------------------------------------------------- the engine
 
 
-class _Field:
-    """The exact expected gradient g(θ) of one method and its Jacobian, jitted, float64."""
+@cache
+def _field_jacobian_fn(method: str, params: tuple[tuple[str, Any], ...]):
+    """∂g/∂θ by central differences of the exact gradient g, jitted once per method.
 
-    def __init__(self, f, tab: Tables) -> None:
+    Autodiff cannot give it: the losses' stop-gradients (SG[π] in IPO-MD Eq. 11) are
+    constants to a second differentiation too, but the *field* g depends on θ through them.
+    """
+    g = jax.grad(partial(expected_value, method=method, **dict(params)))
+
+    def jac(theta, tab, joint):
+        shape, size = theta.shape, theta.size
+        eps = 1e-6 * (1.0 + jnp.abs(theta.ravel()))
+        basis = jnp.eye(size) * eps[:, None]
+
+        def col(e):
+            e = e.reshape(shape)
+            return (g(theta + e, tab, joint) - g(theta - e, tab, joint)).ravel()
+
+        cols = jax.vmap(col)(basis) / (2 * eps[:, None])
+        return cols.T.reshape(shape + shape)
+
+    return jax.jit(jac)
+
+
+class _Field:
+    """The exact expected gradient g(θ) of one method and its Jacobian, jitted, float64.
+
+    The compiled functions are shared across calls (:func:`bandit.expected.compiled`), so
+    only the first fixed point of a method and shape pays for compilation.
+    """
+
+    def __init__(self, method: str, tab: Tables, joint: NDArray | None, params: dict) -> None:
         self.shape = tuple(np.shape(tab.log_ref))
         self.beta = float(tab.beta)
         with jax.enable_x64(True):
-            self._tab = jax.tree_util.tree_map(jnp.asarray, tab)
-            self._f = jax.jit(f)
-            g = jax.grad(f)
-            self._g_eager = g  # one evaluation: op-by-op beats a jit compile
-            self._g = jax.jit(g)
-            shape = self.shape
-            size = int(np.prod(shape))
-
-            # ∂g/∂θ by central differences of the exact gradient. Autodiff cannot give it:
-            # the losses' stop-gradients (SG[π] in IPO-MD Eq. 11) are constants to a second
-            # differentiation too, but the *field* g depends on θ through them.
-            def jac(theta, tab):
-                eps = 1e-6 * (1.0 + jnp.abs(theta.ravel()))
-                basis = jnp.eye(size) * eps[:, None]
-
-                def col(e):
-                    e = e.reshape(shape)
-                    return (g(theta + e, tab) - g(theta - e, tab)).ravel()
-
-                cols = jax.vmap(col)(basis) / (2 * eps[:, None])
-                return cols.T.reshape(shape + shape)
-
-            self._h = jax.jit(jac)
+            self._args = (
+                jax.tree_util.tree_map(jnp.asarray, tab),
+                None if joint is None else jnp.asarray(joint),
+            )
+        self._f, self._vg = compiled(method, **params)
+        self._h = _field_jacobian_fn(method, tuple(sorted(params.items())))
 
     def loss(self, theta: NDArray) -> float:
         with jax.enable_x64(True):
-            return float(self._f(jnp.asarray(theta, dtype=jnp.float64), self._tab))
+            return float(self._f(jnp.asarray(theta, dtype=jnp.float64), *self._args))
 
     def grad(self, theta: NDArray) -> NDArray[np.float64]:
         with jax.enable_x64(True):
-            return np.array(self._g(jnp.asarray(theta, dtype=jnp.float64), self._tab))
+            return np.array(self._vg(jnp.asarray(theta, dtype=jnp.float64), *self._args)[1])
 
     def jac(self, theta: NDArray) -> NDArray[np.float64]:
         """∂g/∂θ, shape (X, n, X, n)."""
         with jax.enable_x64(True):
-            return np.array(self._h(jnp.asarray(theta, dtype=jnp.float64), self._tab))
+            return np.array(self._h(jnp.asarray(theta, dtype=jnp.float64), *self._args))
 
     def residual(self, log_policy: NDArray) -> float:
         """max |g| at a policy; −inf log-probabilities are evaluated at FACE_LOGIT."""
-        th = _face_logits(log_policy, self.beta)
-        with jax.enable_x64(True):
-            g = self._g_eager(jnp.asarray(th, dtype=jnp.float64), self._tab)
-            return float(jnp.max(jnp.abs(g)))
+        return float(np.max(np.abs(self.grad(_face_logits(log_policy, self.beta)))))
 
 
 def _face_logits(log_policy: NDArray, beta: float) -> NDArray[np.float64]:
@@ -598,8 +615,8 @@ def field_jacobian(
     descent with step η converges locally at rate max |1 − ηλ|. Central differences of the
     exact gradient (error ~1e-10 relative), as autodiff treats stop-gradients as constants.
     """
-    f, tab = loss_fn(method, problem, data, preferences=preferences, **params)
-    fld = _Field(f, tab)
+    _, tab = loss_fn(method, problem, data, preferences=preferences, **params)
+    fld = _Field(method, tab, _joint(method, tab, data), _check_params(method, params))
     th = check_finite("logits", logits)
     if th.ndim == 1 and fld.shape[0] == 1:
         th = th[None]
@@ -691,7 +708,7 @@ def fixed_point(
             raise ValidationError(
                 f"data must be OfflineData or a (mu1, mu2) tuple, got {type(data).__name__}"
             ) from None
-    f, tab = loss_fn(method, problem, data, preferences=preferences, **params)
+    _, tab = loss_fn(method, problem, data, preferences=preferences, **params)
     log_ref = np.asarray(tab.log_ref)
     if not np.all(np.isfinite(log_ref)):
         x, y = (int(i) for i in np.argwhere(~np.isfinite(log_ref))[0])
@@ -706,7 +723,7 @@ def fixed_point(
         if theta0.ndim == 1 and log_ref.shape[0] == 1:
             theta0 = theta0[None]
         check_shape("init", theta0, log_ref.shape)
-    fld = _Field(f, tab)
+    fld = _Field(method, tab, _joint(method, tab, data), _check_params(method, params))
     rho = np.asarray(tab.rho)
     if isinstance(problem, Bandit) and np.any(rho == 0.0):
         return _without_idle_prompts(method, problem, data, preferences, theta0, params, rho > 0.0)
@@ -731,8 +748,7 @@ def fixed_point(
                 how += "; NO FINITE MINIMISER: " + "; ".join(notes)
                 # Actions with no mass in the limit do not matter to it: certify the others.
                 live = np.isfinite(lp)
-                with jax.enable_x64(True):
-                    g = np.asarray(fld._g_eager(jnp.asarray(_face_logits(lp, fld.beta)), fld._tab))
+                g = fld.grad(_face_logits(lp, fld.beta))
                 residual = float(np.max(np.abs(g[live])))
                 how += " (residual over the actions that keep mass)"
         elif method == "slic":

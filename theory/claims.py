@@ -17,7 +17,7 @@ import math
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import softmax
 
-from bandit.expected import pair_losses, pair_weights, tables
+from bandit.expected import expected_value, tables
 from bandit.policy import log_softmax
 from bandit.problems import Bandit, PreferenceGame
 
@@ -383,17 +383,12 @@ def scores(logits):
     return jax.jacobian(log_softmax)(logits)
 
 
-class _Joint(NamedTuple):
-    """The pair distribution q(y, y'|x) as a traced array, read by ``pair_weights``."""
-
-    joint: Any
-
-
 def _expected_loss(logits, tab, joint, mixture, method, k, clip_eps):
-    """E[ℓ](θ) = Σ_x ρ(x) Σ_{y,y'} q(y, y'|x) ℓ(θ; x, y, y') from the shared engine."""
-    data = None if joint is None else _Joint(joint)
-    w = pair_weights(method, logits, tab, data, mixture=mixture, k=k)
-    return jnp.sum(w * pair_losses(method, logits, tab, mixture=mixture, k=k, clip_eps=clip_eps))
+    """E[ℓ](θ) from the shared engine (:func:`bandit.expected.expected_value`), with the
+    mixture traced (one compile for every β) and the method's name and integers static."""
+    return expected_value(
+        logits, tab, joint, method=method, mixture=mixture, k=k, clip_eps=clip_eps
+    )
 
 
 _STATIC = (4, 5, 6)
