@@ -107,8 +107,10 @@ def test_ipo_linear_solve_is_ipo_md_eq7_when_mu1_equals_mu2(inst):
     # Negative control: with μ2 ≠ μ1, Eq. (7) with μ = μ1 is not the answer.
     other = fixed_point("ipo", bandit, OfflineData(mu, data.mu2))
     # (n = 2 has one pair, whose difference is c(2p − 1) whatever μ: no control possible.)
+    # The control is caught when the same 1e-10 check rejects it (its gap can be small, e.g.
+    # when the rewards are close and every p(y ≻ y') is near 1/2).
     if bandit.n_actions > 2 and np.max(np.abs(data.mu2 - mu)) > 0.05:
-        assert np.max(np.abs(other.log_policy - eq7)) > 1e-6
+        assert np.max(np.abs(other.log_policy - eq7)) > 1e-10
 
 
 def test_online_ipo_is_the_nash_equilibrium_and_ipo_md_solves_eq13():
