@@ -2,11 +2,12 @@
 
 log π(y|x) = Σ_t m_t · log π(y_t | x, y_<t) is the quantity every pairwise loss consumes
 (CoPG Eq. 5, IPO-MD Eq. 8 and §6: "log π_θ(y|x)" is a sum over the tokens of y). Each token
-term is ``log_softmax(logits)[y_t]``. We compute the log-softmax a few rows of the
-flattened batch·time axis at a time, upcast to float32 (float64 stays float64), and keep only
-the label entry, so the extra memory is one small chunk, not a copy of the logits. The
-backward pass recomputes the softmax chunk by chunk: ∂ log π(y_t)/∂ logits = onehot(y_t) −
-softmax(logits) (a custom :class:`torch.autograd.Function`).
+term is ``log_softmax(logits)[y_t]``. We compute the log-softmax a chunk of rows of the
+flattened batch·time axis at a time, upcast to float32 (float64 stays float64) into one
+reused buffer and transformed in place, and keep only the label entry, so the extra memory
+is that buffer (at most 7% of the logits), not a copy of the logits. The backward pass
+recomputes the softmax chunk by chunk: ∂ log π(y_t)/∂ logits = onehot(y_t) − softmax(logits)
+(a custom :class:`torch.autograd.Function`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ __all__ = ["IGNORE_INDEX", "sequence_logps", "token_logps"]
 
 #: The label value Hugging Face uses for "no token here"; the default mask drops it.
 IGNORE_INDEX = -100
-#: Each chunk's float32 work buffer is about this many bytes (cache-sized), and at most ~2%
-#: of the logits (bf16 input needs two: the upcast chunk and its log-softmax).
-_CHUNK_BYTES = 2 * 2**20
+#: The one float32 work buffer (a chunk of rows) is at most this many bytes and at most
+#: ``_CHUNK_SHARE`` of the logits' size: large enough that the per-chunk overhead is small,
+#: small enough to stay in cache and far below the 10% memory budget.
+_CHUNK_BYTES = 8 * 2**20
+_CHUNK_SHARE = 0.07
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -30,30 +33,39 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _chunk_rows(n_rows: int, vocab: int, itemsize: int, acc_itemsize: int) -> int:
-    """Rows per chunk: a work buffer stays under ~2% of the logits and about 2 MiB."""
-    by_share = int(0.02 * n_rows * itemsize / acc_itemsize)
+    """Rows per chunk: the work buffer stays under ``_CHUNK_SHARE`` of the logits and
+    ``_CHUNK_BYTES``."""
+    by_share = int(_CHUNK_SHARE * n_rows * itemsize / acc_itemsize)
     by_bytes = _CHUNK_BYTES // (vocab * acc_itemsize)
     return max(1, min(n_rows, by_share, by_bytes))
+
+
+def _upcast_into(buf: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` in ``buf``'s dtype, written into (the first rows of) the reused ``buf``."""
+    b = buf[: rows.shape[0]]
+    return b.copy_(rows)
 
 
 class _TokenLogps(torch.autograd.Function):
     """Token log-probs log softmax(x)[label] for rows of x (N, V); memory-light backward.
 
-    Forward: a fused log-softmax (upcast to ``acc``) of one chunk of rows at a time, of
-    which only the label entry is kept. Backward: ∂ log softmax(x)[y] / ∂x = onehot(y) −
-    softmax(x), recomputed chunk by chunk into the gradient buffer.
+    Forward: each chunk of rows is upcast into one reused ``acc`` buffer and log-softmaxed
+    in place; only the label entries are kept. Backward: ∂ log softmax(x)[y] / ∂x =
+    onehot(y) − softmax(x), recomputed the same way, chunk by chunk, into the gradient.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
         acc = _acc_dtype(x.dtype)
-        out = torch.empty(x.shape[0], dtype=acc, device=x.device)
+        out = torch.empty(x.shape[0], 1, dtype=acc, device=x.device)
+        buf = torch.empty(min(rows, x.shape[0]), x.shape[1], dtype=acc, device=x.device)
         for s in range(0, x.shape[0], rows):
-            lp = torch.log_softmax(x[s : s + rows], dim=-1, dtype=acc)
-            out[s : s + rows] = lp.gather(-1, labels[s : s + rows, None])[:, 0]
+            b = _upcast_into(buf, x[s : s + rows])
+            torch.log_softmax(b, -1, out=b)  # in place: no second buffer
+            torch.gather(b, -1, labels[s : s + rows, None], out=out[s : s + rows])
         ctx.save_for_backward(x, labels)
         ctx.rows = rows
-        return out
+        return out[:, 0]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -61,11 +73,13 @@ class _TokenLogps(torch.autograd.Function):
         x, labels = ctx.saved_tensors
         rows, acc = ctx.rows, _acc_dtype(x.dtype)
         grad = torch.empty_like(x)
+        buf = torch.empty(min(rows, x.shape[0]), x.shape[1], dtype=acc, device=x.device)
         for s in range(0, x.shape[0], rows):
             gs = g[s : s + rows].to(acc)[:, None]
-            p = torch.softmax(x[s : s + rows], dim=-1, dtype=acc).mul_(-gs)
-            p.scatter_add_(-1, labels[s : s + rows, None], gs)
-            grad[s : s + rows] = p
+            b = _upcast_into(buf, x[s : s + rows])
+            torch.softmax(b, -1, out=b).mul_(-gs)
+            b.scatter_add_(-1, labels[s : s + rows, None], gs)
+            grad[s : s + rows] = b
         return grad, None, None
 
 
@@ -186,7 +200,7 @@ def sequence_logps(
         labels[:, t + 1] (pass ``labels=input_ids``, as Hugging Face does); False when
         logits[:, t] already scores labels[:, t].
       chunk_rows: rows of the flattened B·T axis per chunk (default: a size whose float32
-        work buffer is about 2 MiB and at most ~2% of the logits).
+        work buffer is at most 8 MiB and 7% of the logits).
     Returns:
       (B,) float32 (float64 for float64 logits).
     Raises:
