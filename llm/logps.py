@@ -20,11 +20,11 @@ __all__ = ["IGNORE_INDEX", "sequence_logps", "token_logps"]
 
 #: The label value Hugging Face uses for "no token here"; the default mask drops it.
 IGNORE_INDEX = -100
-#: The one float32 work buffer (a chunk of rows) is at most this many bytes and at most
-#: ``_CHUNK_SHARE`` of the logits' size: large enough that the per-chunk overhead is small,
-#: small enough to stay in cache and far below the 10% memory budget.
-_CHUNK_BYTES = 8 * 2**20
+#: The one float32 work buffer (a chunk of rows) is at most ``_CHUNK_SHARE`` of the logits'
+#: size, far below the 10% memory budget, and on CPU at most ``_CPU_CHUNK_BYTES`` so that it
+#: stays in cache. On a GPU only the share applies: there each chunk costs kernel launches.
 _CHUNK_SHARE = 0.07
+_CPU_CHUNK_BYTES = 8 * 2**20
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -32,12 +32,15 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _chunk_rows(n_rows: int, vocab: int, itemsize: int, acc_itemsize: int) -> int:
+def _chunk_rows(
+    n_rows: int, vocab: int, itemsize: int, acc_itemsize: int, cap_bytes: int | None
+) -> int:
     """Rows per chunk: the work buffer stays under ``_CHUNK_SHARE`` of the logits and
-    ``_CHUNK_BYTES``."""
-    by_share = int(_CHUNK_SHARE * n_rows * itemsize / acc_itemsize)
-    by_bytes = _CHUNK_BYTES // (vocab * acc_itemsize)
-    return max(1, min(n_rows, by_share, by_bytes))
+    ``cap_bytes`` (if given)."""
+    rows = int(_CHUNK_SHARE * n_rows * itemsize / acc_itemsize)
+    if cap_bytes is not None:
+        rows = min(rows, cap_bytes // (vocab * acc_itemsize))
+    return max(1, min(n_rows, rows))
 
 
 def _upcast_into(buf: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -164,7 +167,8 @@ def token_logps(
     acc = _acc_dtype(logits.dtype)
     if chunk_rows is None:
         acc_size = torch.empty((), dtype=acc).element_size()
-        chunk_rows = _chunk_rows(B * T, V, logits.element_size(), acc_size)
+        cap = _CPU_CHUNK_BYTES if logits.device.type == "cpu" else None
+        chunk_rows = _chunk_rows(B * T, V, logits.element_size(), acc_size, cap)
     elif chunk_rows < 1:
         raise ValidationError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     lp = _TokenLogps.apply(flat, safe, int(chunk_rows)).reshape(B, T)
@@ -200,7 +204,7 @@ def sequence_logps(
         labels[:, t + 1] (pass ``labels=input_ids``, as Hugging Face does); False when
         logits[:, t] already scores labels[:, t].
       chunk_rows: rows of the flattened B·T axis per chunk (default: a size whose float32
-        work buffer is at most 8 MiB and 7% of the logits).
+        work buffer is at most 7% of the logits and, on CPU, 8 MiB).
     Returns:
       (B,) float32 (float64 for float64 logits).
     Raises:

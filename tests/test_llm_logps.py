@@ -12,6 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bandit.validation import ValidationError
 from llm import IGNORE_INDEX, sequence_logps, token_logps
+from llm.logps import _chunk_rows
 
 
 def _batch(seed: int, B: int, T: int, V: int, dtype=torch.float64, scale: float = 3.0):
@@ -108,6 +109,23 @@ class _Allocations(TorchDispatchMode):
             if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in seen:
                 self.sizes.append(t.untyped_storage().nbytes())
         return out
+
+
+@given(
+    n_rows=st.integers(1, 2**16),
+    vocab=st.integers(1, 2**18),
+    itemsize=st.sampled_from([2, 4, 8]),
+    cap=st.one_of(st.none(), st.integers(2**10, 2**26)),
+)
+def test_default_chunk_stays_within_budget(n_rows, vocab, itemsize, cap):
+    """The default work buffer is under 7% of the logits (GPU: cap None) and under the CPU
+    byte cap, unless a single row already exceeds them (a chunk holds at least one row)."""
+    acc = 8 if itemsize == 8 else 4
+    rows = _chunk_rows(n_rows, vocab, itemsize, acc, cap)
+    assert 1 <= rows <= n_rows
+    if rows > 1:
+        assert rows * vocab * acc <= 0.07 * n_rows * vocab * itemsize
+        assert cap is None or rows * vocab * acc <= cap
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
