@@ -86,6 +86,19 @@ class _TokenLogps(torch.autograd.Function):
         return grad, None, None
 
 
+def _check_matches(name: str, t: torch.Tensor, logits: torch.Tensor) -> None:
+    """``t`` has the (B, T) of the (B, T, V) ``logits`` and lives on their device."""
+    B, T = logits.shape[:2]
+    if tuple(t.shape) != (B, T):
+        raise ValidationError(
+            f"{name} must have shape (B, T) = {(B, T)} to match logits, got {tuple(t.shape)}"
+        )
+    if t.device != logits.device:
+        raise ValidationError(
+            f"{name} is on {t.device} but logits is on {logits.device}; expected one device"
+        )
+
+
 def _check_inputs(
     logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
@@ -96,32 +109,17 @@ def _check_inputs(
         )
     if logits.ndim != 3:
         raise ValidationError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
-    B, T, _V = logits.shape
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
         raise ValidationError(
             f"labels must be an integer torch.Tensor, got "
             f"{getattr(labels, 'dtype', type(labels).__name__)}"
         )
-    if tuple(labels.shape) != (B, T):
-        raise ValidationError(
-            f"labels must have shape (B, T) = {(B, T)} to match logits, got {tuple(labels.shape)}"
-        )
-    if labels.device != logits.device:
-        raise ValidationError(
-            f"labels is on {labels.device} but logits is on {logits.device}; expected one device"
-        )
+    _check_matches("labels", labels, logits)
     if mask is None:
         return labels != IGNORE_INDEX
     if not isinstance(mask, torch.Tensor):
         raise ValidationError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    if tuple(mask.shape) != (B, T):
-        raise ValidationError(
-            f"mask must have shape (B, T) = {(B, T)} to match logits, got {tuple(mask.shape)}"
-        )
-    if mask.device != logits.device:
-        raise ValidationError(
-            f"mask is on {mask.device} but logits is on {logits.device}; expected one device"
-        )
+    _check_matches("mask", mask, logits)
     if mask.dtype != torch.bool:
         bad = (mask != 0) & (mask != 1)
         if bool(bad.any()):
