@@ -98,7 +98,10 @@ def _keep_freed_memory() -> None:
     pays page faults again on every call. Left to itself, glibc adapts its thresholds to the
     history of the process, and the per-row loop flips between ~11 and ~25 ms from one
     process to the next."""
-    libc = ctypes.CDLL("libc.so.6")
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to pin
+        return
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
