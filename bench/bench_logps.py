@@ -152,18 +152,25 @@ def peak_extra(name: str, inputs, device: str) -> int:
 
 
 def worker(name: str, V: int, BT: int, dtype: str, repeats: int) -> None:
-    """Time one method in a fresh CPU process, so each method runs in its own steady state:
-    in one process, a method's speed would depend on which methods ran before it."""
+    """Measure one method in a fresh CPU process, so each method runs in its own steady
+    state: in one process, a method's speed would depend on which methods ran before it.
+    (Its stderr, where the profiler logs, stays in the worker.)"""
     _keep_freed_memory()
-    print(json.dumps(best_time(name, make_inputs(V, BT, DTYPES[dtype], "cpu"), "cpu", repeats)))
+    inputs = make_inputs(V, BT, DTYPES[dtype], "cpu")
+    peak = peak_extra(name, inputs, "cpu")
+    print(json.dumps([best_time(name, inputs, "cpu", repeats), peak]))
 
 
-def timed(name: str, V: int, BT: int, dtype: str, device: str, repeats: int, inputs) -> float:
+def time_and_memory(
+    name: str, V: int, BT: int, dtype: str, device: str, repeats: int, inputs
+) -> tuple[float, int]:
+    """(best seconds, peak extra bytes) of one method: in a worker process on CPU."""
     if device.startswith("cuda"):
-        return best_time(name, inputs, device, repeats)
+        return best_time(name, inputs, device, repeats), peak_extra(name, inputs, device)
     cmd = [sys.executable, __file__, "--worker", name, str(V), str(BT), dtype, str(repeats)]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(json.loads(r.stdout.strip().splitlines()[-1]))
+    seconds, peak = json.loads(r.stdout.strip().splitlines()[-1])
+    return float(seconds), int(peak)
 
 
 def fp64_reference(logits, labels, mask) -> torch.Tensor:
@@ -214,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = {}
                 methods = METHODS[dname]
                 for m in methods:
-                    t = timed(m, V, BT, dname, a.device, a.repeats, inputs)
-                    mem = peak_extra(m, inputs, a.device)
+                    t, mem = time_and_memory(m, V, BT, dname, a.device, a.repeats, inputs)
                     err = (
                         (run_method(m, *inputs).double() - ref).abs().max().item()
                         if ref is not None
