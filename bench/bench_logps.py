@@ -82,8 +82,8 @@ def run_method(name: str, logits: torch.Tensor, labels: torch.Tensor, mask: torc
 
 
 def make_inputs(V: int, BT: int, dtype: torch.dtype, device: str, seed: int = 0):
-    """Logits N(0, 2²) drawn in their own dtype (no large transient whose freed memory
-    would hide later allocations from the RSS), labels and a mask."""
+    """Logits N(0, 2²) drawn in their own dtype (no float32 transient of the logits' size),
+    labels and a mask."""
     T = BT // B
     g = torch.Generator(device="cpu").manual_seed(seed)
     logits = torch.randn(B, T, V, dtype=dtype, generator=g).mul_(2).to(device)
