@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument(
-        "--worker", nargs=5, metavar=("METHOD", "V", "BT", "DTYPE", "R"), help=argparse.SUPPRESS
+        "--worker",
+        nargs=5,
+        metavar=("METHOD", "V", "BT", "DTYPE", "REPEATS"),
+        help=argparse.SUPPRESS,
     )
     a = p.parse_args(argv)
     if a.worker:
