@@ -1,4 +1,4 @@
-"""Benchmark: ``llm.sequence_logps`` against the two usual ways of getting sequence log-probs.
+"""Benchmark: ``llm.sequence_logps`` against the usual ways of getting sequence log-probs.
 
     python bench/bench_logps.py [--quick] [--device cpu|cuda] [--repeats 5]
 
