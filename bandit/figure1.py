@@ -128,27 +128,34 @@ def compute(
     bandit, data = config.problem()
     tc = config.train_config(epochs)
     from .fixed_points import fixed_point  # JAX loads here
-    from .trainer import TrainResult, expected_minibatches, minibatches, train_all
+    from .trainer import CompiledTrainer, TrainResult, expected_minibatches, minibatches
 
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(methods) * epochs, desc="figure1", unit="epoch", leave=False)
-    # The exact fixed points need no training: solve them on a second thread while the
-    # counts are drawn and the trainer runs (XLA compiles and runs without the GIL).
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # Neither the trainer's compilation nor the exact fixed points need the minibatches:
+    # both run on other threads while the counts are drawn (XLA compiles and the
+    # hypergeometric draws run without the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # seeds + 1: one more "seed" trained on the exact expected gradient, the
+        # noise-free Adam flow.
+        trainer = pool.submit(
+            CompiledTrainer,
+            methods,
+            bandit,
+            seeds + 1,
+            tc.epochs,
+            tc.batch_sizes,
+            learning_rate=tc.learning_rate,
+        )
         fixed = {m: pool.submit(fixed_point, m, bandit, data) for m in methods}
         try:
             batches = minibatches(bandit, data, n_seeds=seeds, seed=seed, config=tc)
-            # One more "seed" trained on the exact expected gradient: the noise-free Adam flow.
             flow = expected_minibatches(bandit, data, config=tc)
-            results = train_all(
-                methods,
-                bandit,
-                batches.concat(flow),
-                learning_rate=tc.learning_rate,
-                progress=bar.update if bar else None,
+            results = trainer.result().run(
+                batches.concat(flow), progress=bar.update if bar else None
             )
         finally:
             if bar is not None:

@@ -48,7 +48,6 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 from numpy.typing import ArrayLike, NDArray
-from threadpoolctl import ThreadpoolController
 
 from .policy import geometric_mixture, kl, log_softmax
 from .problems import PreferenceGame
@@ -299,8 +298,10 @@ def _solve_eq13(
 
 
 @functools.cache
-def _blas_pools() -> ThreadpoolController:
+def _blas_pools():
     """numpy's and scipy's BLAS thread pools (both loaded by this module's imports)."""
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController()
 
 

@@ -52,6 +52,7 @@ from .problems import Bandit
 from .validation import ValidationError, check_positive
 
 __all__ = [
+    "CompiledTrainer",
     "Minibatches",
     "TrainConfig",
     "TrainResult",
@@ -368,6 +369,118 @@ def _runner(methods: Sequence[str], tab: Any, sizes: Any, learning_rate: float):
     return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None))), opt
 
 
+class CompiledTrainer:
+    """Shuffled-minibatch Adam for ``methods``, compiled for one layout of minibatches.
+
+    Compiling needs only the layout (seeds, epochs, batch sizes), not the counts, so it can
+    run on another thread while the minibatches are drawn (:func:`bandit.figure1.compute`
+    does so). :func:`train_all` is ``CompiledTrainer(...).run(batches)``.
+
+    Args:
+      methods: offline methods (copg, pg, pg_value, ipo, dpo, slic).
+      bandit: the (contextual) bandit: rewards, π_ref, ρ and β.
+      n_seeds, epochs, sizes: the layout of the :class:`Minibatches` that :meth:`run` takes.
+      learning_rate: Adam's step size.
+      preferences: p(y ≻ y'|x) for the losses' tables (default Bradley–Terry on R); the
+        labels themselves are in the minibatches.
+      chunk: epochs per compiled call (a progress tick); the result does not depend on it.
+    """
+
+    def __init__(
+        self,
+        methods: Sequence[str],
+        bandit: Bandit,
+        n_seeds: int,
+        epochs: int,
+        sizes: ArrayLike,
+        *,
+        learning_rate: float = 1e-3,
+        preferences: ArrayLike | None = None,
+        chunk: int = 25,
+    ) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        from .expected import tables
+
+        methods = list(dict.fromkeys(methods))
+        if not methods:
+            raise ValidationError("methods: give at least one method")
+        for m in methods:
+            if get_method(m).sampling != "offline":
+                raise ValidationError(
+                    f"method: the trainer runs offline methods ({', '.join(OFFLINE_METHODS)}),"
+                    f" got the online method {m!r}"
+                )
+        if not isinstance(bandit, Bandit):
+            raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
+        learning_rate = check_positive("learning_rate", learning_rate)
+        S = _check_int("n_seeds", n_seeds, 1)
+        E = _check_int("epochs", epochs, 0)
+        C = max(1, min(_check_int("chunk", chunk, 1), E))
+        self.methods, self.bandit, self.chunk = methods, bandit, C
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.shape = (S, E, len(self.sizes), *_category_shape(bandit))
+        tab_np = tables(bandit, preferences)
+        with jax.enable_x64(True):
+            tab = jax.tree_util.tree_map(jnp.asarray, tab_np)
+            run, opt = _runner(methods, tab, jnp.asarray(self.sizes, jnp.float64), learning_rate)
+            start = jnp.asarray(bandit.log_ref)
+            one = (start, opt.init(start))
+            self._start = tuple(
+                jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (S, *a.shape)), one)
+                for _ in methods
+            )
+            counts = jax.ShapeDtypeStruct((S, C, *self.shape[2:]), jnp.float64)
+            active = jax.ShapeDtypeStruct((C,), jnp.bool_)
+            self._run = run.lower(self._start, counts, active).compile()
+
+    def run(
+        self, batches: Minibatches, *, progress: Callable[[int], Any] | None = None
+    ) -> dict[str, TrainResult]:
+        """Train every method from π_ref on ``batches`` (all seeds at once).
+
+        Args:
+          batches: minibatches of the layout given at construction (:func:`minibatches`).
+          progress: called with the number of epochs done after each chunk (``tqdm.update``).
+        Returns:
+          ``{method: TrainResult}`` with one policy and regret per epoch, index 0 the start.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        if batches.counts.shape != self.shape or not np.array_equal(batches.sizes, self.sizes):
+            raise ValidationError(
+                f"batches: counts of shape {batches.counts.shape} and batch sizes "
+                f"{batches.sizes.tolist()}, expected {self.shape} and {self.sizes.tolist()}"
+            )
+        S, E = self.shape[:2]
+        C, bandit = self.chunk, self.bandit
+        states = self._start
+        traj: list[list[NDArray[np.float64]]] = [[] for _ in self.methods]
+        with jax.enable_x64(True):
+            for e0 in range(0, E, C):
+                n = min(C, E - e0)
+                counts = np.zeros((S, C, *self.shape[2:]))
+                counts[:, :n] = batches.counts[:, e0 : e0 + n]
+                states, logs = self._run(states, counts, jnp.arange(C) < n)
+                for i, lp in enumerate(logs):
+                    traj[i].append(np.asarray(lp)[:, :n])
+                if progress is not None:
+                    progress(n)
+        init = np.broadcast_to(log_softmax(bandit.log_ref), (S, 1, *bandit.log_ref.shape))
+        out = {}
+        for i, m in enumerate(self.methods):
+            lp = np.concatenate([init, *traj[i]], axis=1)
+            out[m] = TrainResult(m, lp, regret(bandit, lp))
+        return out
+
+
+def _category_shape(bandit: Bandit) -> tuple[int, int, int, int]:
+    """(X, n, n, 2): the categories (x, y, y', label) of a minibatch's counts."""
+    return (bandit.n_prompts, bandit.n_actions, bandit.n_actions, 2)
+
+
 def train_all(
     methods: Sequence[str],
     bandit: Bandit,
@@ -380,73 +493,30 @@ def train_all(
 ) -> dict[str, TrainResult]:
     """Train each of ``methods`` by shuffled-minibatch Adam from π_ref, on every seed at once.
 
-    Every method sees the same minibatches (those of ``batches``).
+    Every method sees the same minibatches (those of ``batches``). Arguments as in
+    :class:`CompiledTrainer` and its :meth:`~CompiledTrainer.run`.
 
-    Args:
-      methods: offline methods (copg, pg, pg_value, ipo, dpo, slic).
-      bandit: the (contextual) bandit: rewards, π_ref, ρ and β.
-      batches: the datasets and minibatch counts (:func:`minibatches`).
-      learning_rate: Adam's step size.
-      preferences: p(y ≻ y'|x) for the losses' tables (default Bradley–Terry on R); the
-        labels themselves are already in ``batches``.
-      progress: called with the number of epochs done after each chunk (``tqdm.update``).
-      chunk: epochs per compiled call (a progress tick); the result does not depend on it.
     Returns:
       ``{method: TrainResult}`` with one policy and regret per epoch, index 0 the start.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from .expected import tables
-
-    methods = list(dict.fromkeys(methods))
-    if not methods:
-        raise ValidationError("methods: give at least one method")
-    for m in methods:
-        if get_method(m).sampling != "offline":
-            raise ValidationError(
-                f"method: the trainer runs offline methods ({', '.join(OFFLINE_METHODS)}), "
-                f"got the online method {m!r}"
-            )
-    if not isinstance(bandit, Bandit):
-        raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
-    learning_rate = check_positive("learning_rate", learning_rate)
-    chunk = _check_int("chunk", chunk, 1)
-    shape = (bandit.n_prompts, bandit.n_actions, bandit.n_actions, 2)
-    if batches.counts.shape[3:] != shape:
+    if not isinstance(batches, Minibatches):
+        raise ValidationError(f"batches must be Minibatches, got {type(batches).__name__}")
+    if isinstance(bandit, Bandit) and batches.counts.shape[3:] != _category_shape(bandit):
         raise ValidationError(
             f"batches: counts have category shape {batches.counts.shape[3:]}, "
-            f"the bandit needs {shape}"
+            f"the bandit needs {_category_shape(bandit)}"
         )
-    S, E = batches.n_seeds, batches.epochs
-    C = max(1, min(chunk, E))
-    tab_np = tables(bandit, preferences)
-    with jax.enable_x64(True):
-        tab = jax.tree_util.tree_map(jnp.asarray, tab_np)
-        sizes = jnp.asarray(batches.sizes, dtype=jnp.float64)
-        run, opt = _runner(methods, tab, sizes, learning_rate)
-        start = jnp.asarray(bandit.log_ref)
-        one = (start, opt.init(start))
-        states = tuple(
-            jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (S, *a.shape)), one)
-            for _ in methods
-        )
-        traj: list[list[NDArray[np.float64]]] = [[] for _ in methods]
-        for e0 in range(0, E, C):
-            n = min(C, E - e0)
-            counts = np.zeros((S, C, *batches.counts.shape[2:]), dtype=batches.counts.dtype)
-            counts[:, :n] = batches.counts[:, e0 : e0 + n]
-            states, logs = run(states, counts, jnp.arange(C) < n)
-            for i, lp in enumerate(logs):
-                traj[i].append(np.asarray(lp)[:, :n])
-            if progress is not None:
-                progress(n)
-    init = np.broadcast_to(log_softmax(bandit.log_ref), (S, 1, *bandit.log_ref.shape))
-    out = {}
-    for i, m in enumerate(methods):
-        lp = np.concatenate([init, *traj[i]], axis=1)
-        out[m] = TrainResult(m, lp, regret(bandit, lp))
-    return out
+    trainer = CompiledTrainer(
+        methods,
+        bandit,
+        batches.n_seeds,
+        batches.epochs,
+        batches.sizes,
+        learning_rate=learning_rate,
+        preferences=preferences,
+        chunk=chunk,
+    )
+    return trainer.run(batches, progress=progress)
 
 
 def train(method: str, bandit: Bandit, batches: Minibatches, **kw: Any) -> TrainResult:

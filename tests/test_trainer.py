@@ -24,6 +24,7 @@ from scipy.stats import chisquare, norm
 from bandit import OFFLINE_METHODS, Bandit, regret
 from bandit.expected import OfflineData, expected_loss_and_grad, pair_losses, tables
 from bandit.trainer import (
+    CompiledTrainer,
     Minibatches,
     TrainConfig,
     expected_minibatches,
@@ -246,6 +247,21 @@ def test_same_seed_same_result_and_chunking_does_not_matter():
     for m in r1:
         np.testing.assert_array_equal(r1[m].log_policies, r4[m].log_policies)
         assert r1[m].regret.shape == (3, 7)
+
+
+def test_one_compiled_trainer_serves_any_batches_of_its_layout():
+    cfg = TrainConfig(dataset_size=300, batch_size=64, epochs=5)
+    a = minibatches(PAPER, PAPER_DATA, n_seeds=2, seed=1, config=cfg)
+    b = minibatches(PAPER, PAPER_DATA, n_seeds=2, seed=2, config=cfg)
+    trainer = CompiledTrainer(["ipo", "pg"], PAPER, 2, 5, cfg.batch_sizes, chunk=2)
+    for mb in (a, b):
+        got, want = trainer.run(mb), train_all(["ipo", "pg"], PAPER, mb, chunk=2)
+        for m in want:
+            np.testing.assert_array_equal(got[m].log_policies, want[m].log_policies)
+    assert not np.array_equal(trainer.run(a)["ipo"].regret, trainer.run(b)["ipo"].regret)
+    three = minibatches(PAPER, PAPER_DATA, n_seeds=3, seed=1, config=cfg)
+    with pytest.raises(ValidationError, match=r"\(3, 5, 5, 1, 3, 3, 2\).*\(2, 5, 5"):
+        trainer.run(three)
 
 
 def test_contextual_copg_reaches_pi_star_and_pg_does_not():
