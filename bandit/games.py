@@ -308,7 +308,8 @@ def _blas_pools():
 def _one_blas_thread():
     """Single-threaded BLAS for the dense solver, whose calls are small (n² matvecs, an
     n ≤ 2500 LU): handing them to numpy's and scipy's OpenBLAS thread pools costs more than
-    the threads save (measured: 2.2× slower at n = 1000 on 2 cores)."""
+    the threads save (measured: 2.2× slower at n = 1000 on 2 cores). The limit is
+    process-wide and lasts for the solve."""
     return _blas_pools().limit(limits=1, user_api="blas")
 
 
