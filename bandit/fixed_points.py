@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache, partial
 from typing import Any
 
 import jax
@@ -53,7 +52,6 @@ from .expected import (
     _check_params,
     _joint,
     compiled,
-    expected_value,
     loss_fn,
 )
 from .methods import get_method
@@ -107,32 +105,8 @@ class FixedPoint:
 # --------------------------------------------------------------------------- the engine
 
 
-@cache
-def _field_jacobian_fn(method: str, params: tuple[tuple[str, Any], ...]):
-    """∂g/∂θ by central differences of the exact gradient g, jitted once per method.
-
-    Autodiff cannot give it: the losses' stop-gradients (SG[π] in IPO-MD Eq. 11) are
-    constants to a second differentiation too, but the *field* g depends on θ through them.
-    """
-    g = jax.grad(partial(expected_value, method=method, **dict(params)))
-
-    def jac(theta, tab, joint):
-        shape, size = theta.shape, theta.size
-        eps = 1e-6 * (1.0 + jnp.abs(theta.ravel()))
-        basis = jnp.eye(size) * eps[:, None]
-
-        def col(e):
-            e = e.reshape(shape)
-            return (g(theta + e, tab, joint) - g(theta - e, tab, joint)).ravel()
-
-        cols = jax.vmap(col)(basis) / (2 * eps[:, None])
-        return cols.T.reshape(shape + shape)
-
-    return jax.jit(jac)
-
-
 class _Field:
-    """The exact expected gradient g(θ) of one method and its Jacobian, jitted, float64.
+    """The exact expected gradient g(θ) of one method (jitted, float64) and its Jacobian.
 
     The compiled functions are shared across calls (:func:`bandit.expected.compiled`), so
     only the first fixed point of a method and shape pays for compilation.
@@ -147,7 +121,6 @@ class _Field:
                 None if joint is None else jnp.asarray(joint),
             )
         self._f, self._vg = compiled(method, **params)
-        self._h = _field_jacobian_fn(method, tuple(sorted(params.items())))
 
     def loss(self, theta: NDArray) -> float:
         with jax.enable_x64(True):
@@ -158,9 +131,21 @@ class _Field:
             return np.array(self._vg(jnp.asarray(theta, dtype=jnp.float64), *self._args)[1])
 
     def jac(self, theta: NDArray) -> NDArray[np.float64]:
-        """∂g/∂θ, shape (X, n, X, n)."""
-        with jax.enable_x64(True):
-            return np.array(self._h(jnp.asarray(theta, dtype=jnp.float64), *self._args))
+        """∂g/∂θ, shape (X, n, X, n), by central differences of the exact gradient g.
+
+        Autodiff cannot give it: the losses' stop-gradients (SG[π] in IPO-MD Eq. 11) are
+        constants to a second differentiation too, but the *field* g depends on θ through
+        them. Columns are computed one by one with the compiled g (2·X·n calls, each a few
+        µs here), which costs less than compiling a Jacobian program.
+        """
+        th = np.asarray(theta, dtype=np.float64)
+        eps = 1e-6 * (1.0 + np.abs(th))
+        cols = []
+        for i in np.ndindex(self.shape):
+            e = np.zeros(self.shape)
+            e[i] = eps[i]
+            cols.append((self.grad(th + e) - self.grad(th - e)) / (2 * eps[i]))
+        return np.stack(cols, axis=-1).reshape(self.shape + self.shape)
 
     def residual(self, log_policy: NDArray) -> float:
         """max |g| at a policy; −inf log-probabilities are evaluated at FACE_LOGIT."""
