@@ -43,6 +43,7 @@ import contextlib
 import functools
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.linalg
@@ -65,7 +66,7 @@ __all__ = [
     "nash_equilibrium",
 ]
 
-#: Above this many actions Newton steps use matrix-free GMRES instead of a dense LU solve.
+#: Above this many actions Newton steps always use matrix-free GMRES, never a dense LU solve.
 DENSE_MAX = 2500
 
 
@@ -198,13 +199,20 @@ def _residual_G(P, log_ref, tau, beta, x) -> tuple[NDArray, NDArray]:
 class _LinearSolver:
     """Solves J d = −G, J = I − (1 − β) P (diag(m) − m mᵀ)/τ, for successive Newton steps.
 
-    Dense: GMRES on the exact J, preconditioned by the LU factors of an earlier J (J moves
-    little between steps), refactorising only when GMRES needs more than ``max_krylov``
-    iterations; O(n²) per step instead of O(n³). Large n: matrix-free GMRES.
+    First matrix-free GMRES: at large τ, J is close to I and a few products with J solve it.
+    For small n (``dense_ok``) the first system that takes more than max(40, n/20) products
+    (an LU costs ~n/3) switches the solver to dense for good (τ only decreases along the
+    continuation, and the systems only get harder): GMRES on the exact J, preconditioned by
+    the LU factors of an earlier J (J moves little between steps), refactorising only when
+    GMRES needs more than ``max_krylov`` iterations; O(n²) per step instead of O(n³).
+    Large n stays matrix-free, with a larger budget.
     """
 
-    def __init__(self, P: NDArray, beta: float, dense: bool, max_krylov: int = 12) -> None:
-        self.P, self.c, self.dense, self.max_krylov = P, 1.0 - beta, dense, max_krylov
+    def __init__(self, P: NDArray, beta: float, dense_ok: bool, max_krylov: int = 12) -> None:
+        self.P, self.c, self.dense_ok, self.max_krylov = P, 1.0 - beta, dense_ok, max_krylov
+        self.free_budget = max(40, P.shape[0] // 20)
+        # Dense from the start where an LU (~n/3 products with J) costs less than the budget.
+        self.dense = dense_ok and 3 * self.free_budget > P.shape[0]
         self.lu = None
         self.factorisations = 0
 
@@ -223,17 +231,20 @@ class _LinearSolver:
             return v - a * (P @ (m * v) - Pm * (m @ v))
 
         op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+        gmres = partial(scipy.sparse.linalg.gmres, op, -G, rtol=1e-12, atol=0.0)
+        if not self.dense_ok:
+            return gmres(restart=60, maxiter=50)[0]
         if not self.dense:
-            d, _ = scipy.sparse.linalg.gmres(op, -G, rtol=1e-12, atol=0.0, restart=60, maxiter=50)
-            return d
+            d, info = gmres(restart=self.free_budget, maxiter=1)
+            if info == 0:
+                return d
+            self.dense = True
         if self.lu is not None:
             lu = self.lu
             M = scipy.sparse.linalg.LinearOperator(
                 (n, n), matvec=lambda v: scipy.linalg.lu_solve(lu, v, check_finite=False)
             )
-            d, info = scipy.sparse.linalg.gmres(
-                op, -G, M=M, rtol=1e-12, atol=0.0, restart=self.max_krylov, maxiter=1
-            )
+            d, info = gmres(M=M, restart=self.max_krylov, maxiter=1)
             if info == 0:
                 return d
         self.lu = scipy.linalg.lu_factor(self._matrix(tau, m), check_finite=False)
@@ -292,9 +303,10 @@ def _solve_eq13(
     Intermediate stages stop at ‖G‖∞ <= 1e-6 (a warm start only); the last stage runs
     Newton until no step decreases ‖G‖ (the rounding floor, ≈ ε‖x‖∞).
     """
-    dense = P.shape[0] <= DENSE_MAX
-    with _one_blas_thread() if dense else contextlib.nullcontext():
-        return _continuation(P, log_ref, tau, beta, _LinearSolver(P, beta, dense), max_iter)
+    dense_ok = P.shape[0] <= DENSE_MAX
+    solver = _LinearSolver(P, beta, dense_ok)
+    with _one_blas_thread() if dense_ok else contextlib.nullcontext():
+        return _continuation(P, log_ref, tau, beta, solver, max_iter)
 
 
 @functools.cache

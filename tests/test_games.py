@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import log_softmax
 
+from bandit import games as games_module
 from bandit.games import (
     best_response,
     damped_fixed_point_nash,
@@ -106,6 +108,31 @@ def test_small_tau_large_game():
     sol = nash_equilibrium(game)
     assert sol.converged and sol.residual < CERT
     assert _eq12_gap(game, sol.log_policy) < LOG_TOL
+
+
+@pytest.mark.parametrize("tau", [1.0, 1e-3])
+def test_matrix_free_and_dense_newton_agree(monkeypatch, tau):
+    """n = 200: the default solver stays matrix-free while GMRES is cheap (τ = 1: no LU)
+    and turns dense when it is not (τ = 1e-3); forced matrix-free, it reaches the same
+    certified equilibrium."""
+    game = PreferenceGame(random_P(np.random.default_rng(3), 200), None, tau)
+    lu_calls = []
+    lu_factor = scipy.linalg.lu_factor
+
+    def counted(*a, **k):
+        lu_calls.append(1)
+        return lu_factor(*a, **k)
+
+    monkeypatch.setattr(scipy.linalg, "lu_factor", counted)
+    default = nash_equilibrium(game)
+    assert (len(lu_calls) > 0) == (tau < 1.0)
+    lu_calls.clear()
+    monkeypatch.setattr(games_module, "DENSE_MAX", 0)
+    free = nash_equilibrium(game)
+    assert not lu_calls
+    for sol in (default, free):
+        assert sol.residual < CERT and _eq12_gap(game, sol.log_policy) < LOG_TOL
+    np.testing.assert_allclose(free.log_policy, default.log_policy, rtol=0, atol=LOG_TOL)
 
 
 def test_negative_control_plain_iteration_cycles_at_small_tau():
