@@ -135,8 +135,8 @@ class _Field:
 
         Autodiff cannot give it: the losses' stop-gradients (SG[π] in IPO-MD Eq. 11) are
         constants to a second differentiation too, but the *field* g depends on θ through
-        them. Columns are computed one by one with the compiled g (2·X·n calls, each a few
-        µs here), which costs less than compiling a Jacobian program.
+        them. Columns are computed one by one with the compiled g (2·X·n calls of some tens
+        of µs each), which costs less than compiling a Jacobian program.
         """
         th = np.asarray(theta, dtype=np.float64)
         eps = 1e-6 * (1.0 + np.abs(th))

@@ -43,7 +43,6 @@ import contextlib
 import functools
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import scipy.linalg
@@ -231,7 +230,7 @@ class _LinearSolver:
             return v - a * (P @ (m * v) - Pm * (m @ v))
 
         op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-        gmres = partial(scipy.sparse.linalg.gmres, op, -G, rtol=1e-12, atol=0.0)
+        gmres = functools.partial(scipy.sparse.linalg.gmres, op, -G, rtol=1e-12, atol=0.0)
         if not self.dense_ok:
             return gmres(restart=60, maxiter=50)[0]
         if not self.dense:
