@@ -12,6 +12,8 @@ recomputes the softmax chunk by chunk: ∂ log π(y_t)/∂ logits = onehot(y_t) 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 
 from bandit.validation import ValidationError
@@ -43,29 +45,45 @@ def _chunk_rows(
     return max(1, min(n_rows, rows))
 
 
-def _upcast_into(buf: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``rows`` in ``buf``'s dtype, written into (the first rows of) the reused ``buf``."""
-    b = buf[: rows.shape[0]]
-    return b.copy_(rows)
+def _row_blocks(x: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """The rows of (B, T, V) ``x`` as (offset, (n, V) view) blocks, in (B, T) order.
+
+    One block when B and T merge into one strided axis (contiguous logits, or a vocabulary
+    slice ``logits[..., :V]``); otherwise one per sequence (e.g. ``logits[:, :-1]``), where
+    ``reshape`` would copy the whole logits.
+    """
+    B, T = x.shape[:2]
+    if B == 1 or T == 1 or x.stride(0) == T * x.stride(1):
+        return [(0, x.flatten(0, 1))]  # a view: the two axes merge
+    return [(b * T, x[b]) for b in range(B)]
+
+
+def _upcast_chunks(x: torch.Tensor, rows: int) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """(s, e, chunk): rows s..e of the flat B·T axis of ``x``, at most ``rows`` at a time,
+    upcast to the accumulation dtype into one reused buffer (valid until the next chunk)."""
+    n, V = x.shape[0] * x.shape[1], x.shape[-1]
+    buf = torch.empty(min(rows, n), V, dtype=_acc_dtype(x.dtype), device=x.device)
+    for start, block in _row_blocks(x):
+        for s in range(0, block.shape[0], rows):
+            part = block[s : s + rows]
+            yield start + s, start + s + part.shape[0], buf[: part.shape[0]].copy_(part)
 
 
 class _TokenLogps(torch.autograd.Function):
-    """Token log-probs log softmax(x)[label] for rows of x (N, V); memory-light backward.
+    """Token log-probs log softmax(x)[label] for the rows of x (B, T, V); memory-light backward.
 
-    Forward: each chunk of rows is upcast into one reused ``acc`` buffer and log-softmaxed
-    in place; only the label entries are kept. Backward: ∂ log softmax(x)[y] / ∂x =
-    onehot(y) − softmax(x), recomputed the same way, chunk by chunk, into the gradient.
+    Forward: each chunk of rows is upcast into one reused buffer and log-softmaxed in place;
+    only the label entries are kept. Backward: ∂ log softmax(x)[y] / ∂x = onehot(y) −
+    softmax(x), recomputed the same way, chunk by chunk, into the gradient. ``labels`` and
+    the output are flat over the B·T rows.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
-        acc = _acc_dtype(x.dtype)
-        out = torch.empty(x.shape[0], 1, dtype=acc, device=x.device)
-        buf = torch.empty(min(rows, x.shape[0]), x.shape[1], dtype=acc, device=x.device)
-        for s in range(0, x.shape[0], rows):
-            b = _upcast_into(buf, x[s : s + rows])
+        out = torch.empty(labels.shape[0], 1, dtype=_acc_dtype(x.dtype), device=x.device)
+        for s, e, b in _upcast_chunks(x, rows):
             torch.log_softmax(b, -1, out=b)  # in place: no second buffer
-            torch.gather(b, -1, labels[s : s + rows, None], out=out[s : s + rows])
+            torch.gather(b, -1, labels[s:e, None], out=out[s:e])
         ctx.save_for_backward(x, labels)
         ctx.rows = rows
         return out[:, 0]
@@ -74,15 +92,13 @@ class _TokenLogps(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
         x, labels = ctx.saved_tensors
-        rows, acc = ctx.rows, _acc_dtype(x.dtype)
-        grad = torch.empty_like(x)
-        buf = torch.empty(min(rows, x.shape[0]), x.shape[1], dtype=acc, device=x.device)
-        for s in range(0, x.shape[0], rows):
-            gs = g[s : s + rows].to(acc)[:, None]
-            b = _upcast_into(buf, x[s : s + rows])
+        grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        flat = grad.view(-1, x.shape[-1])
+        for s, e, b in _upcast_chunks(x, ctx.rows):
+            gs = g[s:e].to(b.dtype)[:, None]
             torch.softmax(b, -1, out=b).mul_(-gs)
-            b.scatter_add_(-1, labels[s : s + rows, None], gs)
-            grad[s : s + rows] = b
+            b.scatter_add_(-1, labels[s:e, None], gs)
+            flat[s:e] = b
         return grad, None, None
 
 
@@ -161,7 +177,6 @@ def token_logps(
             "position; mask it out or fix the label"
         )
     safe = torch.where(mask, labels, torch.zeros_like(labels)).reshape(-1)
-    flat = logits.reshape(B * T, V)  # a view for contiguous logits
     acc = _acc_dtype(logits.dtype)
     if chunk_rows is None:
         acc_size = torch.empty((), dtype=acc).element_size()
@@ -169,7 +184,7 @@ def token_logps(
         chunk_rows = _chunk_rows(B * T, V, logits.element_size(), acc_size, cap)
     elif chunk_rows < 1:
         raise ValidationError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    lp = _TokenLogps.apply(flat, safe, int(chunk_rows)).reshape(B, T)
+    lp = _TokenLogps.apply(logits, safe, int(chunk_rows)).reshape(B, T)
     return torch.where(mask, lp, torch.zeros_like(lp)), mask
 
 
@@ -189,7 +204,8 @@ def sequence_logps(
 
     Never materialises a [B, T, V] log-softmax: it is computed in row chunks upcast to
     float32 (bf16/fp16 inputs) and the backward recomputes the softmax the same way.
-    Gradients flow to ``logits`` only.
+    Strided logits are read in place, never copied: ``logits[:, :-1]`` with
+    ``shift=False``, a vocabulary slice, a batch slice. Gradients flow to ``logits`` only.
 
     Args:
       logits: (B, T, V) floating point, e.g. ``model(input_ids).logits``.

@@ -128,24 +128,69 @@ def test_default_chunk_stays_within_budget(n_rows, vocab, itemsize, cap):
         assert cap is None or rows * vocab * acc <= cap
 
 
+#: Logits layouts users pass: as the model returns them; the causal shift done by slicing
+#: the logits (``logits[:, :-1]`` with ``shift=False``, as TRL does); a vocabulary slice
+#: (models that pad V); a batch slice. Only the first is contiguous.
+LAYOUTS = {
+    "contiguous": lambda x: x,
+    "time slice": lambda x: x[:, :-1],
+    "vocab slice": lambda x: x[..., :-3],
+    "batch slice": lambda x: x[::2],
+}
+
+
+def _layout(name: str, logits, labels, mask):
+    """``logits`` in layout ``name``, with the labels and mask that match it (shift=False)."""
+    if name == "time slice":
+        return logits[:, :-1], labels[:, 1:], mask[:, 1:]
+    if name == "batch slice":
+        return logits[::2], labels[::2], mask[::2]
+    return LAYOUTS[name](logits), labels, mask
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_strided_logits_match_their_contiguous_copy(layout):
+    """Any layout gives exactly what its contiguous copy gives, values and gradients: each
+    row's log-softmax is computed alone, wherever the chunks fall."""
+    logits, labels, mask = _batch(5, 4, 9, 13)
+    x, y, m = _layout(layout, logits.requires_grad_(True), labels, mask)
+    y = y.clamp(max=x.shape[-1] - 1)
+    xc = x.detach().contiguous().requires_grad_(True)
+    w = torch.randn(x.shape[0], dtype=torch.float64)
+    got = sequence_logps(x, y, m, shift=False, chunk_rows=4)
+    want = sequence_logps(xc, y, m, shift=False, chunk_rows=4)
+    assert torch.equal(got, want)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    assert torch.equal(LAYOUTS[layout](logits.grad), xc.grad)
+    torch.testing.assert_close(got, _reference(x.detach(), y, m, False, False), rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_no_full_size_temporary(dtype):
+def test_no_full_size_temporary(dtype, layout):
     """The forward allocates nothing of ≥ 10% of the logits' bytes (the issue's memory
-    target); the backward allocates one such buffer, the gradient itself. Negative control:
-    the naive log_softmax + gather is caught by the same check."""
+    target), whatever the layout of the logits (a ``reshape`` of ``logits[:, :-1]`` would
+    copy them all); the backward allocates one such buffer, the gradient itself. Negative
+    controls: the naive log_softmax + gather, and a reshape of the sliced logits."""
     B, T, V = 8, 64, 512
-    logits, labels, mask = _batch(4, B, T, V, dtype=dtype)
-    logits.requires_grad_(True)
-    limit = 0.1 * logits.numel() * logits.element_size()
+    x, y, m = _layout(layout, *_batch(4, B, T, V, dtype=dtype))
+    x.requires_grad_(True)  # a strided leaf: the backward of the slicing itself is not ours
+    y = y.clamp(max=x.shape[-1] - 1)
+    limit = 0.1 * x.numel() * x.element_size()
     with _Allocations() as fwd:
-        out = sequence_logps(logits, labels, mask)
+        out = sequence_logps(x, y, m, shift=False)
     with _Allocations() as bwd:
         out.sum().backward()
     assert max(fwd.sizes) < limit
     assert sum(n >= limit for n in bwd.sizes) == 1
     with _Allocations() as naive:
-        _reference(logits.detach(), labels, mask, True, False)
+        _reference(x.detach(), y, m, False, False)
     assert max(naive.sizes) >= limit
+    if not x.is_contiguous() and layout != "vocab slice":
+        with _Allocations() as reshaped:
+            x.detach().reshape(-1, x.shape[-1])
+        assert max(reshaped.sizes) >= limit
 
 
 def test_default_mask_drops_ignore_index():
