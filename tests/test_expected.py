@@ -180,3 +180,24 @@ def test_finite_differences_catch_a_stop_gradient():
     bandit, data, logits = _instance()
     _, g = expected_loss_and_grad("pg", bandit, logits, data)
     assert np.max(np.abs(_central_differences("pg", bandit, logits, data) - g)) > 1e-3
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_exact_loss_and_gradient_stay_finite_at_extreme_scales(method):
+    """β from 1e-4 to 1e4 and rewards up to 1e6 (the package's range): the exact expected
+    loss and gradient stay finite at π_ref, away from it, and at the logits of π*
+    (log π_ref + R/β, up to 1e10 in size). Negative control: a softmax without the max
+    shift turns those logits into NaN."""
+    rng = np.random.default_rng(99)
+    bandit0, data, logits = _instance()
+    for beta in (1e-4, 1e4):
+        bandit = Bandit(1e6 * np.tanh(bandit0.rewards), bandit0.ref, bandit0.rho, beta=beta)
+        star = bandit.log_ref + bandit.rewards / beta
+        for theta in (bandit.log_ref, 30.0 * logits + rng.normal(size=logits.shape), star):
+            with jax.enable_x64(True):
+                v, g = expected_loss_and_grad(method, bandit, theta, data, **PARAMS.get(method, {}))
+            assert np.isfinite(v) and np.all(np.isfinite(g)), (beta, v, g)
+    star = bandit0.log_ref + 1e6 * np.tanh(bandit0.rewards) / 1e-4
+    with np.errstate(over="ignore", invalid="ignore"):
+        naive = np.exp(star) / np.exp(star).sum(-1, keepdims=True)
+    assert not np.all(np.isfinite(naive))
