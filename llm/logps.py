@@ -125,7 +125,12 @@ def _check_inputs(
         )
     if logits.ndim != 3:
         raise ValidationError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
-    if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
+    if (
+        not isinstance(labels, torch.Tensor)
+        or labels.is_floating_point()
+        or labels.is_complex()
+        or labels.dtype == torch.bool
+    ):
         raise ValidationError(
             f"labels must be an integer torch.Tensor, got "
             f"{getattr(labels, 'dtype', type(labels).__name__)}"
@@ -176,7 +181,7 @@ def token_logps(
             f"{where} = {int(labels[b, t])} is outside the vocabulary [0, {V}) at an unmasked "
             "position; mask it out or fix the label"
         )
-    safe = torch.where(mask, labels, torch.zeros_like(labels)).reshape(-1)
+    safe = torch.where(mask, labels, torch.zeros_like(labels)).reshape(-1).long()
     acc = _acc_dtype(logits.dtype)
     if chunk_rows is None:
         acc_size = torch.empty((), dtype=acc).element_size()

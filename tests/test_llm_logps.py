@@ -218,12 +218,22 @@ def test_empty_row_raises():
     assert np.isfinite(sequence_logps(logits, labels, mask, shift=False).numpy()).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_any_integer_label_dtype(dtype):
+    """Token ids of any integer dtype (int32 from some tokenizers, uint8 for tiny
+    vocabularies) give exactly the int64 result."""
+    logits, labels, mask = _batch(6, 3, 5, 9)
+    want = sequence_logps(logits, labels, mask)
+    assert torch.equal(sequence_logps(logits, labels.to(dtype), mask), want)
+
+
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
         (lambda x, y, m: (x[0], y, m), r"logits must have shape \(B, T, V\)"),
         (lambda x, y, m: (x.long(), y, m), "floating-point"),
         (lambda x, y, m: (x, y.double(), m), "labels must be an integer"),
+        (lambda x, y, m: (x, y > 2, m), "labels must be an integer"),
         (lambda x, y, m: (x, y[:, :-1], m), "labels must have shape"),
         (lambda x, y, m: (x, y, m[:1]), "mask must have shape"),
         (lambda x, y, m: (x, y, m.double() * 2), "mask must hold 0/1"),
