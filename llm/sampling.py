@@ -13,6 +13,8 @@ cache, so each step costs one new-token forward pass per model.
 from __future__ import annotations
 
 import inspect
+import operator
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -46,6 +48,21 @@ def _cache_kw(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def _eos_ids(eos_token_id: int | Sequence[int], device: torch.device) -> torch.Tensor:
+    """The end-of-sequence id(s) as a 1-d tensor of non-negative integers."""
+    bad = ValidationError(
+        f"eos_token_id must be a token id >= 0 or a non-empty list of them, got {eos_token_id!r}"
+    )
+    try:
+        items = [eos_token_id] if not isinstance(eos_token_id, Sequence) else list(eos_token_id)
+        ids = [operator.index(i) for i in items if not isinstance(i, bool)]
+    except TypeError:
+        raise bad from None
+    if not ids or len(ids) != len(items) or min(ids) < 0:
+        raise bad
+    return torch.tensor(ids, device=device)
+
+
 def _step(model: Any, kw: str, ids, attn, pos, cache) -> tuple[torch.Tensor, Any]:
     """One forward pass on the new tokens; next-token log-probs (float32) and the cache."""
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{kw: cache})
@@ -61,7 +78,7 @@ def mixture_generate(
     *,
     mixture: float,
     max_new_tokens: int,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
     generator: torch.Generator | None = None,
 ) -> MixtureSample:
@@ -79,7 +96,8 @@ def mixture_generate(
       input_ids: (B, P) prompt ids; attention_mask: (B, P), default all ones.
       mixture: β_mix in [0, 1].
       max_new_tokens: N >= 1 tokens to sample at most.
-      eos_token_id: stop a row after this token (later positions get ``pad_token_id``).
+      eos_token_id: stop a row after this token, or after any of several (a list, as in
+        Hugging Face configs); later positions get ``pad_token_id``.
       generator: a ``torch.Generator`` for reproducible samples.
     Returns:
       A :class:`MixtureSample`.
@@ -103,6 +121,7 @@ def mixture_generate(
         raise ValidationError("attention_mask: every prompt needs at least one real token")
     B = input_ids.shape[0]
     dev = input_ids.device
+    eos = None if eos_token_id is None else _eos_ids(eos_token_id, dev)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     # At β_mix = 0 (or 1) the other model does not enter the mixture: skip its passes.
     use_pi, use_ref = b < 1.0, b > 0.0
@@ -125,8 +144,8 @@ def mixture_generate(
         tok = torch.where(live[:, None], tok, torch.full_like(tok, pad_token_id))
         seqs.append(tok)
         new_attn.append(live[:, None].long())
-        if eos_token_id is not None:
-            done |= tok[:, 0] == eos_token_id
+        if eos is not None:
+            done |= torch.isin(tok[:, 0], eos)
         if bool(done.all()) or n == max_new_tokens - 1:
             break
         attn = torch.cat([attn, live[:, None].long()], dim=1)

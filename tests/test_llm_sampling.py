@@ -107,6 +107,23 @@ def test_eos_masks_and_reproducibility(models):
             assert int(comp[n - 1]) == EOS and bool((comp[n:] == 0).all())
 
 
+def test_several_eos_ids(models):
+    """A list of EOS ids (as Hugging Face configs allow) stops a row at any of them: with
+    [EOS] it is the single-id run; with every token an EOS, each row stops after one token."""
+    policy, ref = models
+    ids, attn = _prompts()
+    kw = {"mixture": 0.5, "max_new_tokens": 8}
+
+    def run(eos):
+        g = torch.Generator().manual_seed(4)
+        return mixture_generate(policy, ref, ids, attn, eos_token_id=eos, generator=g, **kw)
+
+    assert torch.equal(run([EOS]).sequences, run(EOS).sequences)
+    every = run(list(range(policy.config.vocab_size)))
+    assert every.sequences.shape[1] == ids.shape[1] + 1
+    assert bool((every.completion_mask.sum(-1) == 1).all())
+
+
 def test_ref_not_needed_at_mixture_zero(models):
     policy, _ = models
     ids, attn = _prompts()
@@ -119,6 +136,9 @@ def test_ref_not_needed_at_mixture_zero(models):
     [
         ({"mixture": 1.5, "max_new_tokens": 2}, r"mixture must lie in \[0, 1\]"),
         ({"mixture": 0.5, "max_new_tokens": 0}, "max_new_tokens"),
+        ({"mixture": 0.5, "max_new_tokens": 2, "eos_token_id": []}, "eos_token_id"),
+        ({"mixture": 0.5, "max_new_tokens": 2, "eos_token_id": [1, -5]}, "eos_token_id"),
+        ({"mixture": 0.5, "max_new_tokens": 2, "eos_token_id": "</s>"}, "eos_token_id"),
     ],
 )
 def test_bad_input(models, kw, match):
