@@ -1,0 +1,203 @@
+"""Fixed points of the offline contrastive methods, each solved with its structure.
+
+copg and ipo: one linear solve of a pair-graph Laplacian system; dpo: Newton (trust region)
+on the engine's convex loss, or the boundary face it runs off to; slic: an LP (HiGHS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.optimize
+from numpy.typing import NDArray
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..expected import OfflineData, Tables
+from ..policy import log_softmax
+from .gradient import Field, face_logits
+from .pair_graph import indicator, laplacian_solve, pair_graph_components, sym_weights
+
+#: HiGHS tolerances tighter than its defaults (1e-7), for certificates at the 1e-10 level.
+HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+def solve_copg_or_ipo(method: str, tab: Tables, data: OfflineData, theta0: NDArray) -> NDArray:
+    """copg: L θ = L(R/β + log π_ref) (CoPG Eq. 9 summed over pairs: g_h = −L R_β^π).
+    ipo: L θ = L log π_ref + s, s(y) = Σ_y' w(y, y')(2p(y ≻ y') − 1)/(2β), the normal
+    equation of the IPO least squares in h (IPO-MD Eq. 8)."""
+    X, _n = theta0.shape
+    lr = np.asarray(tab.log_ref)
+    beta = float(tab.beta)
+    out = np.empty_like(theta0)
+    for x in range(X):
+        w = sym_weights(tab, data, x)
+        L = np.diag(w.sum(axis=1)) - w
+        if method == "copg":
+            rhs = L @ (np.asarray(tab.rewards[x]) / beta + lr[x])
+        else:
+            t = (2.0 * np.asarray(tab.pref[x]) - 1.0) / (2.0 * beta)
+            rhs = L @ lr[x] + (w * t).sum(axis=1)
+        out[x] = laplacian_solve(w, rhs, theta0[x])
+    return out
+
+
+def solve_dpo(tab: Tables, data: OfflineData, theta0: NDArray, fld: Field):
+    """Minimise the engine's DPO loss (convex in θ) with the component sums of θ0 fixed.
+
+    Finite minimiser: a hard label p ∈ {0, 1} on an edge pushes θ(y) − θ(y') to ±∞ unless
+    the edge lies on a directed cycle of the graph (winner → loser on hard edges, both ways
+    on soft ones); then d with d(u) ≥ d(v) on every edge is constant on the cycle. If a hard
+    edge joins two strongly connected components, d = 1 on everything that reaches the
+    winner is a direction of recession, and the flow runs off to the boundary.
+    """
+    X, n = theta0.shape
+    pref = np.asarray(tab.pref)
+
+    face = np.zeros((X, n), dtype=bool)  # actions whose mass the flow sends to 0
+    notes, unique = [], True
+    penal = []
+    for x in range(X):
+        w = sym_weights(tab, data, x)
+        edge = w > 0
+        hard = edge & ((pref[x] == 0.0) | (pref[x] == 1.0))
+        k, labels = pair_graph_components(w)
+        if hard.any():
+            directed = (edge & ~hard) | (hard & (pref[x] == 1.0))
+            _, scc = connected_components(csr_matrix(directed), directed=True, connection="strong")
+            beaten = np.zeros(n, dtype=bool)
+            for a, b in zip(*np.nonzero(hard & (pref[x] == 1.0)), strict=True):
+                if scc[a] != scc[b]:
+                    beaten[scc == scc[b]] = True
+            if beaten.any():
+                # Components holding a beaten action diverge: their unbeaten (source) SCCs
+                # take all the mass; everything else goes to 0.
+                div = np.isin(labels, np.unique(labels[beaten]))
+                live_x = div & ~beaten
+                face[x] = ~live_x
+                if len(np.unique(scc[live_x])) > 1:
+                    unique = False
+                notes.append(
+                    f"prompt {x}: hard labels push actions {np.flatnonzero(beaten).tolist()} "
+                    f"to probability 0 (no finite minimiser); the mass ends on "
+                    f"{np.flatnonzero(live_x).tolist()}"
+                )
+        penal.append((labels, k))
+    # Newton on f(θ) + ½ Σ_C (Σ_{y∈C} θ(y) − Σ_{y∈C} θ0(y))², on the live actions only.
+    live = ~face
+    theta = face_logits(np.where(live, theta0, -np.inf), float(tab.beta))
+    # Gauge: the sums of θ over the live part of each component keep their values in θ0.
+    E = [indicator(lab, k) * live[x][:, None] for x, (lab, k) in enumerate(penal)]
+
+    def unpack(z):
+        t = theta.copy()
+        t[live] = z
+        return t
+
+    def obj(z):
+        t = unpack(z)
+        pen = sum(0.5 * float(np.sum((E[x].T @ (t[x] - theta0[x])) ** 2)) for x in range(X))
+        return fld.loss(t) + pen
+
+    def jac(z):
+        t = unpack(z)
+        g = fld.grad(t)
+        for x in range(X):
+            g[x] += E[x] @ (E[x].T @ (t[x] - theta0[x]))
+        return g[live]
+
+    def hess(z):
+        t = unpack(z)
+        H = fld.jac(t).copy()
+        for x in range(X):
+            H[x, :, x, :] += E[x] @ E[x].T
+        return H[live][:, live]
+
+    res = scipy.optimize.minimize(
+        obj, theta[live], jac=jac, hess=hess, method="trust-exact", options={"gtol": 1e-14}
+    )
+    z = res.x
+    for _ in range(5):  # Newton polish to the rounding floor
+        step = np.linalg.lstsq(hess(z), jac(z), rcond=None)[0]
+        if np.max(np.abs(jac(z - step))) >= np.max(np.abs(jac(z))):
+            break
+        z = z - step
+    lp = log_softmax(np.where(live, unpack(z), -np.inf))
+    return lp, bool(face.any()), unique, notes
+
+
+def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
+    """SLiC's expected loss is piecewise linear in θ: an LP per prompt (HiGHS).
+
+    min Σ_{y<y'} w(p e + (1 − p) f)  s.t.  e ≥ 1 − βΔ,  f ≥ 1 + βΔ,  e, f ≥ 0,
+    Δ = h(y) − h(y'), h = θ − log π_ref, component sums of θ fixed at those of θ0. The
+    certificate is the duality gap. Non-uniqueness: the range of h(a) − h(anchor) over the
+    optimal face, from two more LPs (min and max) each.
+    """
+    X, n = theta0.shape
+    beta = float(tab.beta)
+    pref = np.asarray(tab.pref)
+    out = np.empty_like(theta0)
+    gaps, intervals, unique = [], [], True
+    for x in range(X):
+        w = sym_weights(tab, data, x)
+        k, labels = pair_graph_components(w)
+        E = indicator(labels, k)
+        ii, jj = np.nonzero(np.triu(w > 0, 1))
+        m = len(ii)
+        nv = n + 2 * m
+        c = np.concatenate(
+            [np.zeros(n), w[ii, jj] * pref[x][ii, jj], w[ii, jj] * (1 - pref[x][ii, jj])]
+        )
+        A = np.zeros((2 * m, nv))
+        r = np.arange(m)
+        # e ≥ 1 − β(θi − θj)  ⇔  −β θi + β θj − e ≤ −1
+        A[r, ii] -= beta
+        A[r, jj] += beta
+        A[r, n + r] = -1.0
+        # f ≥ 1 + β(θi − θj)  ⇔  β θi − β θj − f ≤ −1
+        A[m + r, ii] += beta
+        A[m + r, jj] -= beta
+        A[m + r, n + m + r] = -1.0
+        b = -np.ones(2 * m)
+        Aeq = np.concatenate([E.T, np.zeros((k, 2 * m))], axis=1)
+        lr = np.asarray(tab.log_ref[x])
+        beq = E.T @ (theta0[x] - lr)  # the LP is in h = θ − log π_ref (up to a constant)
+        bounds = [(None, None)] * n + [(0, None)] * (2 * m)
+        res = scipy.optimize.linprog(
+            c, A, b, Aeq, beq, bounds=bounds, method="highs", options=HIGHS_OPTIONS
+        )
+        if res.status != 0:
+            raise RuntimeError(f"slic LP failed on prompt {x}: {res.message}")
+        dual = float(b @ res.ineqlin.marginals + beq @ res.eqlin.marginals)
+        infeas = max(
+            float(np.max(A @ res.x - b, initial=0.0)), float(np.max(np.abs(Aeq @ res.x - beq)))
+        )
+        gaps.append(max(abs(float(res.fun) - dual), infeas))
+        out[x] = res.x[:n] + lr
+        # The optimal face: c·v ≤ opt (+ rounding); the range of θ(a) − θ(anchor of a's component).
+        tol = 1e-12 * max(1.0, abs(float(res.fun)))
+        A2 = np.vstack([A, c])
+        b2 = np.concatenate([b, [res.fun + tol]])
+        iv = []
+        for a in range(n):
+            anchor = int(np.flatnonzero(labels == labels[a])[0])
+            if anchor == a:
+                iv.append((0.0, 0.0))
+                continue
+            d = np.zeros(nv)
+            d[a], d[anchor] = 1.0, -1.0
+            lo = scipy.optimize.linprog(
+                d, A2, b2, Aeq, beq, bounds=bounds, method="highs", options=HIGHS_OPTIONS
+            )
+            hi = scipy.optimize.linprog(
+                -d, A2, b2, Aeq, beq, bounds=bounds, method="highs", options=HIGHS_OPTIONS
+            )
+            lo_v = float(lo.fun) if lo.status == 0 else -np.inf
+            hi_v = float(-hi.fun) if hi.status == 0 else np.inf
+            iv.append((lo_v, hi_v))
+            # An objective slack of 1e-12 moves a difference by 1e-12/(β·w) at most; any
+            # width above 1e-6 is a genuine face of minimisers (they are O(1/β) wide).
+            if hi_v - lo_v > 1e-6:
+                unique = False
+        intervals.append(iv)
+    return log_softmax(out), max(gaps), unique, intervals
