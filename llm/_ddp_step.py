@@ -11,6 +11,7 @@ which :func:`single_process_grads` computes in one process.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -98,3 +99,9 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: torchrun --nproc_per_node=N -m llm._ddp_step OUT.pt")
     main(sys.argv[1])
+    # All work is done and the process group destroyed. Skip interpreter finalisation: under
+    # load, torch's C++ teardown at exit sometimes destroys a still-joinable thread
+    # ("terminate called without an active exception", SIGABRT) after a successful run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
