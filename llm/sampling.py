@@ -50,16 +50,16 @@ def _cache_kw(model: Any) -> str:
 
 def _eos_ids(eos_token_id: int | Sequence[int], device: torch.device) -> torch.Tensor:
     """The end-of-sequence id(s) as a 1-d tensor of non-negative integers."""
-    bad = ValidationError(
-        f"eos_token_id must be a token id >= 0 or a non-empty list of them, got {eos_token_id!r}"
-    )
+    items = list(eos_token_id) if isinstance(eos_token_id, Sequence) else [eos_token_id]
     try:
-        items = [eos_token_id] if not isinstance(eos_token_id, Sequence) else list(eos_token_id)
         ids = [operator.index(i) for i in items if not isinstance(i, bool)]
     except TypeError:
-        raise bad from None
+        ids = []
     if not ids or len(ids) != len(items) or min(ids) < 0:
-        raise bad
+        raise ValidationError(
+            "eos_token_id must be a token id >= 0 or a non-empty list of them, "
+            f"got {eos_token_id!r}"
+        )
     return torch.tensor(ids, device=device)
 
 
