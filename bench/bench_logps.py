@@ -12,18 +12,21 @@ Baselines, each followed by the same masked sum over time:
                approach at our accuracy.
 
 Sizes: V in {32k, 64k, 128k}, B·T in {1024, 4096} (B = 8), float32 and bf16 (``--quick``:
-V = 32k, B·T = 1024). For each we report the best-of-``--repeats`` forward time (after a
-warm-up call), its ratio to the best baseline (same run, same seeded tensors), the peak
-extra memory as a share of the logits' size, and, for bf16, the error of the per-sequence
-sums against float64 on the same bf16 logits. The methods take turns over ``--rounds`` rounds
-and each keeps its best time, so a burst of load on a shared machine slows one round of one
-method rather than every repeat of it. Targets (issue 7): extra memory ≤ 10% of the
-logits, time ≤ best baseline; we also report the time against the best baseline that
-accumulates in float32. On CPU each method is timed in a fresh subprocess (the allocator's
-state would otherwise carry over from one method to the next) and its peak is read from
-``torch.profiler``'s allocation events; on CUDA everything runs in this process and the peak
-is ``torch.cuda.max_memory_allocated``. CPU timings on a shared machine are noisy: rerun,
-or raise ``--repeats``.
+V = 32k, B·T = 1024). For each we report the best forward time (after a warm-up call) and
+its ratio to the best baseline (same run, same seeded tensors); the same for forward plus
+backward to the logits (the gradient of the summed log-probs: a training step's share);
+the peak extra memory of the forward as a share of the logits' size; and, for bf16, the
+error of the per-sequence sums against float64 on the same bf16 logits. Targets (issue 7):
+extra memory ≤ 10% of the logits, forward time ≤ best baseline; we also report the time
+against the best baseline that accumulates in float32.
+
+Each method is timed ``--repeats`` times per round, over ``--rounds`` rounds in which the
+methods take turns, and keeps its best: a burst of load on a shared machine then slows one
+round of one method, not every repeat of it. On CPU each method runs in a fresh subprocess
+(the allocator's state would otherwise carry over from one method to the next) and its peak
+is read from ``torch.profiler``'s allocation events; on CUDA everything runs in this process
+and the peak is ``torch.cuda.max_memory_allocated``. CPU timings on a shared machine are
+noisy: rerun, or raise ``--rounds``. The full run takes about 30 min on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -109,18 +112,32 @@ def _keep_freed_memory() -> None:
     libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
-def best_time(name: str, inputs, device: str, repeats: int) -> float:
-    """Best-of-``repeats`` seconds of one method, after a warm-up call."""
+def forward_backward(name: str, logits: torch.Tensor, labels, mask) -> torch.Tensor:
+    """One method's forward and its backward to (a fresh gradient of) the logits."""
+    x = logits.detach().requires_grad_()
+    run_method(name, x, labels, mask).sum().backward()
+    return x.grad
+
+
+def best_time(name: str, inputs, device: str, repeats: int, backward: bool = False) -> float:
+    """Best-of-``repeats`` seconds of one method (with its backward if ``backward``), after
+    a warm-up call."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    run_method(name, *inputs)
+    call = forward_backward if backward else run_method
+    call(name, *inputs)
     best = float("inf")
     for _ in range(repeats):
         sync()
         t = time.perf_counter()
-        run_method(name, *inputs)
+        call(name, *inputs)
         sync()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def times(name: str, inputs, device: str, repeats: int) -> tuple[float, float]:
+    """(forward, forward + backward) best seconds."""
+    return best_time(name, inputs, device, repeats), best_time(name, inputs, device, repeats, True)
 
 
 def peak_extra(name: str, inputs, device: str) -> int:
@@ -160,22 +177,22 @@ def worker(name: str, V: int, BT: int, dtype: str, repeats: int, memory: bool) -
     _keep_freed_memory()
     inputs = make_inputs(V, BT, DTYPES[dtype], "cpu")
     peak = peak_extra(name, inputs, "cpu") if memory else None
-    print(json.dumps([best_time(name, inputs, "cpu", repeats), peak]))
+    print(json.dumps([*times(name, inputs, "cpu", repeats), peak]))
 
 
 def time_and_memory(
     name: str, V: int, BT: int, dtype: str, device: str, repeats: int, inputs, memory: bool
-) -> tuple[float, int | None]:
-    """(best seconds, peak extra bytes if ``memory``) of one method: in a worker process on
-    CPU."""
+) -> tuple[float, float, int | None]:
+    """(forward and forward + backward best seconds, peak extra bytes of the forward if
+    ``memory``) of one method: in a worker process on CPU."""
     if device.startswith("cuda"):
         peak = peak_extra(name, inputs, device) if memory else None
-        return best_time(name, inputs, device, repeats), peak
+        return *times(name, inputs, device, repeats), peak
     args = [name, str(V), str(BT), dtype, str(repeats), str(int(memory))]
     cmd = [sys.executable, __file__, "--worker", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    seconds, peak = json.loads(r.stdout.strip().splitlines()[-1])
-    return float(seconds), peak
+    fwd, fwd_bwd, peak = json.loads(r.stdout.strip().splitlines()[-1])
+    return float(fwd), float(fwd_bwd), peak
 
 
 def measure(
@@ -187,20 +204,22 @@ def measure(
     repeats: int,
     rounds: int,
     inputs,
-) -> dict[str, tuple[float, int]]:
-    """{method: (best seconds over all rounds, peak extra bytes from the first round)}.
+) -> dict[str, tuple[float, float, int]]:
+    """{method: (forward and forward + backward best seconds over all rounds, peak extra
+    bytes from the first round)}.
 
     The methods take turns, in a rotated order each round: a slow spell of the machine then
     costs one round of one method, not the method's whole measurement."""
-    best = dict.fromkeys(methods, float("inf"))
+    fwd = dict.fromkeys(methods, float("inf"))
+    fwd_bwd = dict.fromkeys(methods, float("inf"))
     peak: dict[str, int] = {}
     for r in range(rounds):
         for m in methods[r % len(methods) :] + methods[: r % len(methods)]:
-            t, mem = time_and_memory(m, V, BT, dtype, device, repeats, inputs, r == 0)
-            best[m] = min(best[m], t)
+            t, tb, mem = time_and_memory(m, V, BT, dtype, device, repeats, inputs, r == 0)
+            fwd[m], fwd_bwd[m] = min(fwd[m], t), min(fwd_bwd[m], tb)
             if mem is not None:
                 peak[m] = mem
-    return {m: (best[m], peak[m]) for m in methods}
+    return {m: (fwd[m], fwd_bwd[m], peak[m]) for m in methods}
 
 
 def fp64_reference(logits, labels, mask) -> torch.Tensor:
@@ -246,12 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         f"best of {a.repeats} x {a.rounds} rounds, B = {B}"
     )
     head = (
-        f"{'V':>7} {'B*T':>5} {'dtype':>5} {'method':>15} {'ms':>9} {'x best alt':>10} "
-        f"{'extra MiB':>10} {'% logits':>9} {'bf16 err':>9}"
+        f"{'V':>7} {'B*T':>5} {'dtype':>5} {'method':>15} {'fwd ms':>8} {'x best':>7} "
+        f"{'+bwd ms':>8} {'x best':>7} {'extra MiB':>10} {'% logits':>9} {'bf16 err':>9}"
     )
     print(head)
     print("-" * len(head))
-    over_mem, slower, slower_f32 = [], [], []  # the sizes that miss a target
+    # The sizes that miss a target: forward, forward vs float32-accurate, forward + backward.
+    over_mem, slower, slower_f32, slower_bwd = [], [], [], []
     for V in vs:
         for BT in bts:
             for dname, dt in DTYPES.items():
@@ -259,37 +279,37 @@ def main(argv: list[str] | None = None) -> int:
                 size = inputs[0].numel() * inputs[0].element_size()
                 ref = fp64_reference(*inputs) if dname == "bf16" else None
                 methods = METHODS[dname]
-                rows = {}
-                for m, (t, mem) in measure(
-                    methods, V, BT, dname, a.device, a.repeats, a.rounds, inputs
-                ).items():
-                    err = (
-                        (run_method(m, *inputs).double() - ref).abs().max().item()
-                        if ref is not None
-                        else None
-                    )
-                    rows[m] = (t, mem, err)
-                best_alt = min(rows[m][0] for m in methods[1:])
+                rows = measure(methods, V, BT, dname, a.device, a.repeats, a.rounds, inputs)
+                best = [min(rows[m][k] for m in methods[1:]) for k in (0, 1)]
                 best_f32 = min(rows[m][0] for m in FP32_ALTERNATIVES[dname])
                 for m in methods:
-                    t, mem, err = rows[m]
-                    e = f"{err:9.2e}" if err is not None else f"{'':>9}"
+                    t, tb, mem = rows[m]
+                    e = (
+                        f"{(run_method(m, *inputs).double() - ref).abs().max().item():9.2e}"
+                        if ref is not None
+                        else f"{'':>9}"
+                    )
                     print(
-                        f"{V:>7} {BT:>5} {dname:>5} {m:>15} {1e3 * t:9.1f} {t / best_alt:10.2f} "
-                        f"{mem / 2**20:10.1f} {100 * mem / size:8.1f}% {e}"
+                        f"{V:>7} {BT:>5} {dname:>5} {m:>15} {1e3 * t:8.1f} {t / best[0]:7.2f} "
+                        f"{1e3 * tb:8.1f} {tb / best[1]:7.2f} {mem / 2**20:10.1f} "
+                        f"{100 * mem / size:8.1f}% {e}"
                     )
                 where = f"V={V} B*T={BT} {dname}"
-                t, mem, _ = rows[methods[0]]
+                t, tb, mem = rows[methods[0]]
                 if mem > 0.10 * size:
                     over_mem.append(f"{where} ({100 * mem / size:.1f}%)")
-                if t > best_alt:
-                    slower.append(f"{where} ({t / best_alt:.3f}x)")
-                if t > best_f32:
-                    slower_f32.append(f"{where} ({t / best_f32:.3f}x)")
+                for ours, alt, misses in (
+                    (t, best[0], slower),
+                    (t, best_f32, slower_f32),
+                    (tb, best[1], slower_bwd),
+                ):
+                    if ours > alt:
+                        misses.append(f"{where} ({ours / alt:.3f}x)")
                 del inputs
     print(f"\ntarget: extra memory <= 10% of logits: {_verdict(over_mem)}")
     print(f"target: time <= best alternative: {_verdict(slower)}")
     print(f"        time <= best float32-accurate alternative: {_verdict(slower_f32)}")
+    print(f"        forward + backward <= best alternative: {_verdict(slower_bwd)}")
     return 0
 
 
