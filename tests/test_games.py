@@ -135,6 +135,35 @@ def test_matrix_free_and_dense_newton_agree(monkeypatch, tau):
     np.testing.assert_allclose(free.log_policy, default.log_policy, rtol=0, atol=LOG_TOL)
 
 
+def test_inexact_newton_loosens_then_tightens(monkeypatch):
+    """Matrix-free Newton (n = 200, τ = 1e-3) solves each linear system only to the forcing
+    term η: 0.1 at the start of every stage, within [1e-12, 0.1], and tight (< 1e-3) by
+    the last step, which still reaches the certified equilibrium. Negative control: the
+    linear residuals GMRES actually leaves are far above 1e-12 on the early steps."""
+    game = PreferenceGame(random_P(np.random.default_rng(3), 200), None, 1e-3)
+    monkeypatch.setattr(games_module, "DENSE_MAX", 0)
+    solve = games_module._LinearSolver.solve
+    steps = []  # (tau, rtol asked, relative residual left)
+
+    def recorded(self, tau, m, G, rtol=1e-12):
+        d = solve(self, tau, m, G, rtol)
+        a = self.c / tau
+        r = d - a * (self.P @ (m * d) - (self.P @ m) * (m @ d)) + G  # J d + G
+        steps.append((tau, rtol, np.linalg.norm(r) / np.linalg.norm(G)))
+        return d
+
+    monkeypatch.setattr(games_module._LinearSolver, "solve", recorded)
+    sol = nash_equilibrium(game)
+    assert sol.residual < CERT and _eq12_gap(game, sol.log_policy) < LOG_TOL
+    taus, rtols, left = (np.array(c) for c in zip(*steps, strict=True))
+    assert np.all((rtols >= 1e-12) & (rtols <= 0.1))
+    starts = np.r_[True, taus[1:] != taus[:-1]]
+    assert np.all(rtols[starts] == 0.1)
+    assert rtols[-1] < 1e-3
+    assert np.all(left <= 1.01 * rtols)  # GMRES met each tolerance (up to rounding) ...
+    assert np.max(left[starts]) > 1e-6  # ... and no tighter: the early solves are inexact
+
+
 def test_negative_control_plain_iteration_cycles_at_small_tau():
     """Plain iteration π ← BR(π) (α = 1) does not converge at small τ; Newton does."""
     game = PreferenceGame(random_P(np.random.default_rng(2), 20), None, 1e-2)
