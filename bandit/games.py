@@ -65,8 +65,14 @@ __all__ = [
     "nash_equilibrium",
 ]
 
-#: Above this many actions Newton steps always use matrix-free GMRES, never a dense LU solve.
+#: Up to this many actions the solver turns dense early, and its BLAS runs on one thread
+#: (see :func:`_one_blas_thread`).
 DENSE_MAX = 2500
+#: Up to this many actions a system that matrix-free GMRES cannot solve turns the solver
+#: dense (J costs 8n² bytes: 0.8 GB at n = 10⁴); above it Newton stays matrix-free.
+DENSE_FALLBACK_MAX = 10_000
+#: Matrix-free GMRES (restart length, restarts) per system above DENSE_MAX actions.
+_LARGE_N_BUDGET = (60, 50)
 
 
 @dataclass(frozen=True)
@@ -199,21 +205,25 @@ class _LinearSolver:
     """Solves J d = −G, J = I − (1 − β) P (diag(m) − m mᵀ)/τ, for successive Newton steps.
 
     First matrix-free GMRES: at large τ, J is close to I and a few products with J solve it.
-    For small n (``dense_ok``) the first system that takes more than max(40, n/20) products
-    (an LU costs ~n/3) switches the solver to dense for good (τ only decreases along the
-    continuation, and the systems only get harder): GMRES on the exact J, preconditioned by
-    the LU factors of an earlier J (J moves little between steps), refactorising only when
-    GMRES needs more than ``max_krylov`` iterations; O(n²) per step instead of O(n³).
-    Large n stays matrix-free, with a larger budget. Every GMRES run stops at the caller's
-    relative residual ``rtol`` (inexact Newton, see :func:`_newton`); a fresh LU solves
-    exactly.
+    The first system that GMRES does not solve within its budget switches the solver to
+    dense for good (τ only decreases along the continuation, and the systems only get
+    harder): GMRES on the exact J, preconditioned by the LU factors of an earlier J (J moves
+    little between steps), refactorising only when GMRES needs more than ``max_krylov``
+    iterations; O(n²) per step instead of O(n³). The budget is max(40, n/20) products up
+    to :data:`DENSE_MAX` actions (an LU costs ~n/3), 60 × 50 above it, where matrix-free
+    Newton is usually faster; past :data:`DENSE_FALLBACK_MAX` the solver never turns dense.
+    Every GMRES run stops at the caller's relative residual ``rtol`` (inexact Newton, see
+    :func:`_newton`); a fresh LU solves exactly.
     """
 
-    def __init__(self, P: NDArray, beta: float, dense_ok: bool, max_krylov: int = 12) -> None:
-        self.P, self.c, self.dense_ok, self.max_krylov = P, 1.0 - beta, dense_ok, max_krylov
-        self.free_budget = max(40, P.shape[0] // 20)
+    def __init__(self, P: NDArray, beta: float, max_krylov: int = 12) -> None:
+        n = P.shape[0]
+        self.P, self.c, self.max_krylov = P, 1.0 - beta, max_krylov
+        self.dense_ok = n <= DENSE_FALLBACK_MAX
+        # GMRES (restart length, restarts) before the solver turns dense.
+        self.free_budget = (max(40, n // 20), 1) if n <= DENSE_MAX else _LARGE_N_BUDGET
         # Dense from the start where an LU (~n/3 products with J) costs less than the budget.
-        self.dense = dense_ok and 3 * self.free_budget > P.shape[0]
+        self.dense = n <= DENSE_MAX and 3 * self.free_budget[0] > n
         self.lu = None
         self.factorisations = 0
 
@@ -234,12 +244,11 @@ class _LinearSolver:
 
         op = scipy.sparse.linalg.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
         gmres = functools.partial(scipy.sparse.linalg.gmres, op, -G, rtol=rtol, atol=0.0)
-        if not self.dense_ok:
-            return gmres(restart=60, maxiter=50)[0]
         if not self.dense:
-            d, info = gmres(restart=self.free_budget, maxiter=1)
-            if info == 0:
-                return d
+            restart, restarts = self.free_budget
+            d, info = gmres(restart=restart, maxiter=restarts)
+            if info == 0 or not self.dense_ok:
+                return d  # past DENSE_FALLBACK_MAX a partial solve is the best step we have
             self.dense = True
         if self.lu is not None:
             lu = self.lu
@@ -319,9 +328,8 @@ def _solve_eq13(
     Intermediate stages stop at ‖G‖∞ <= 1e-6 (a warm start only); the last stage runs
     Newton until no step decreases ‖G‖ (the rounding floor, ≈ ε‖x‖∞).
     """
-    dense_ok = P.shape[0] <= DENSE_MAX
-    solver = _LinearSolver(P, beta, dense_ok)
-    with _one_blas_thread() if dense_ok else contextlib.nullcontext():
+    solver = _LinearSolver(P, beta)
+    with _one_blas_thread() if P.shape[0] <= DENSE_MAX else contextlib.nullcontext():
         return _continuation(P, log_ref, tau, beta, solver, max_iter)
 
 

@@ -110,29 +110,53 @@ def test_small_tau_large_game():
     assert _eq12_gap(game, sol.log_policy) < LOG_TOL
 
 
+@pytest.fixture
+def lu_calls(monkeypatch) -> list[int]:
+    """Records each ``scipy.linalg.lu_factor`` call: the dense solver's factorisations."""
+    calls: list[int] = []
+    lu_factor = scipy.linalg.lu_factor
+
+    def counted(*a, **k):
+        calls.append(1)
+        return lu_factor(*a, **k)
+
+    monkeypatch.setattr(scipy.linalg, "lu_factor", counted)
+    return calls
+
+
 @pytest.mark.parametrize("tau", [1.0, 1e-3])
-def test_matrix_free_and_dense_newton_agree(monkeypatch, tau):
+def test_matrix_free_and_dense_newton_agree(monkeypatch, lu_calls, tau):
     """n = 200: the default solver stays matrix-free while GMRES is cheap (τ = 1: no LU)
     and turns dense when it is not (τ = 1e-3); forced matrix-free, it reaches the same
     certified equilibrium."""
     game = PreferenceGame(random_P(np.random.default_rng(3), 200), None, tau)
-    lu_calls = []
-    lu_factor = scipy.linalg.lu_factor
-
-    def counted(*a, **k):
-        lu_calls.append(1)
-        return lu_factor(*a, **k)
-
-    monkeypatch.setattr(scipy.linalg, "lu_factor", counted)
     default = nash_equilibrium(game)
     assert (len(lu_calls) > 0) == (tau < 1.0)
     lu_calls.clear()
     monkeypatch.setattr(games_module, "DENSE_MAX", 0)
+    monkeypatch.setattr(games_module, "DENSE_FALLBACK_MAX", 0)
     free = nash_equilibrium(game)
     assert not lu_calls
     for sol in (default, free):
         assert sol.residual < CERT and _eq12_gap(game, sol.log_policy) < LOG_TOL
     np.testing.assert_allclose(free.log_policy, default.log_policy, rtol=0, atol=LOG_TOL)
+
+
+def test_large_n_turns_dense_when_gmres_fails(monkeypatch, lu_calls):
+    """Above DENSE_MAX, a system that matrix-free GMRES cannot solve within its budget
+    turns the solver dense (an LU), which still reaches the certified equilibrium; past
+    DENSE_FALLBACK_MAX it never does. Played at n = 200 with the thresholds and the budget
+    (5 products) lowered."""
+    game = PreferenceGame(random_P(np.random.default_rng(3), 200), None, 1e-3)
+    monkeypatch.setattr(games_module, "DENSE_MAX", 0)
+    monkeypatch.setattr(games_module, "_LARGE_N_BUDGET", (5, 1))
+    sol = nash_equilibrium(game)
+    assert lu_calls and sol.residual < CERT
+    assert _eq12_gap(game, sol.log_policy) < LOG_TOL
+    lu_calls.clear()
+    monkeypatch.setattr(games_module, "DENSE_FALLBACK_MAX", 0)
+    nash_equilibrium(game)
+    assert not lu_calls
 
 
 def test_inexact_newton_loosens_then_tightens(monkeypatch):
@@ -142,6 +166,7 @@ def test_inexact_newton_loosens_then_tightens(monkeypatch):
     linear residuals GMRES actually leaves are far above 1e-12 on the early steps."""
     game = PreferenceGame(random_P(np.random.default_rng(3), 200), None, 1e-3)
     monkeypatch.setattr(games_module, "DENSE_MAX", 0)
+    monkeypatch.setattr(games_module, "DENSE_FALLBACK_MAX", 0)
     solve = games_module._LinearSolver.solve
     steps = []  # (tau, rtol asked, relative residual left)
 
