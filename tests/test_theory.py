@@ -20,8 +20,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from bandit.problems import Bandit
 from theory import CLAIMS, run_claims
-from theory.claims import SAMPLERS, claim_rng
+from theory.claims import SAMPLERS, BanditInstance, claim_rng
 from theory.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,6 +72,20 @@ def test_claim_holds(cid, data):
     assume(_non_degenerate(cid, inst))
     residual = claim.check(inst)
     assert residual <= claim.tol, f"{cid}: residual {residual:.3g} > tol {claim.tol:g}"
+
+
+def test_thm1_support_survives_a_near_deterministic_optimum():
+    """R/β = 47: 1 − π*(a) rounds to 0 in float64 (found by the thorough profile; the
+    rescaling of the other actions gave NaN before it moved to log space)."""
+    bandit = Bandit(np.array([[3.0, 0.0]]), np.array([[0.5, 0.5]]), np.array([1.0]), 0.0639)
+    half = np.array([[0.5, 0.5]])
+    zeros = np.zeros((1, 2))
+    inst = BanditInstance(
+        bandit, zeros, zeros, half, half, np.array([-1.0]), np.zeros((4, 3), dtype=np.int64)
+    )
+    claim = CLAIMS["copg.thm1.support"]
+    assert claim.check(inst) <= claim.tol
+    assert claim.negative(inst) > claim.tol
 
 
 @pytest.mark.parametrize("cid", sorted(CLAIMS))

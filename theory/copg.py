@@ -13,6 +13,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 from bandit import losses as L
 from bandit.exact import optimal_policy
@@ -240,8 +241,11 @@ def _thm1_support(inst: BanditInstance, broken: bool = True) -> float:
     data, tab = OfflineData(mu1, mu2), jtables(b)
     star = optimal_policy(b)
     p0 = np.exp(star[:, 0])
-    alt = star + np.log((1 - p0 / 2) / (1 - p0))[:, None]  # rescale the other actions
-    alt[:, 0] = np.log(p0 / 2)  # halve π(a): a different policy, TV = π*(a)/2 > 0
+    # Rescale the other actions by (1 − p0/2)/(1 − p0), in log space: with large R/β,
+    # 1 − p0 rounds to 0 while log(1 − p0) = logsumexp(log π* of the others) stays finite.
+    log_rest = scipy.special.logsumexp(star[:, 1:], axis=-1)
+    alt = star + (np.log1p(-p0 / 2) - log_rest)[:, None]
+    alt[:, 0] = star[:, 0] - np.log(2.0)  # halve π(a): a different policy, TV = π*(a)/2 > 0
     scale = _scale(inst, alt)
     dL = engine(E_LOSS, "copg", alt, tab, data) - engine(E_LOSS, "copg", star, tab, data)
     g = jnp.max(jnp.abs(engine(E_GRAD, "copg", alt, tab, data)))
