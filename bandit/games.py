@@ -273,7 +273,7 @@ def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
     Each step solves J d = −G only to the relative residual η of Eisenstat & Walker (1996,
     choice 2: η = 0.9 (‖G_new‖/‖G_old‖)², safeguarded, in [1e-12, 0.1]): loose while G is
     large, tight as Newton converges, so convergence stays superlinear with far fewer
-    Krylov products (measured: 1.7× faster at n = 1000, τ = 1e-3; 3.7× at n = 10⁴).
+    Krylov products (when introduced: 1.7× faster at n = 1000, τ = 1e-3; 3.7× at n = 10⁴).
     Returns (x, G, iterations, status) with status "ok" (‖G‖∞ <= gtol), "stalled" (no
     step length decreases φ: the rounding floor or a bad start) or "max_iter".
     """
