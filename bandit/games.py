@@ -234,7 +234,7 @@ class _LinearSolver:
         J[np.diag_indices(m.shape[0])] += 1.0
         return J
 
-    def solve(self, tau: float, m: NDArray, G: NDArray, rtol: float = 1e-12) -> NDArray:
+    def solve(self, tau: float, m: NDArray, G: NDArray, rtol: float) -> NDArray:
         """A Newton step d with ‖J d + G‖₂ <= rtol ‖G‖₂."""
         P, a, n = self.P, self.c / tau, m.shape[0]
         Pm = P @ m

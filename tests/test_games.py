@@ -170,7 +170,7 @@ def test_inexact_newton_loosens_then_tightens(monkeypatch):
     solve = games_module._LinearSolver.solve
     steps = []  # (tau, rtol asked, relative residual left)
 
-    def recorded(self, tau, m, G, rtol=1e-12):
+    def recorded(self, tau, m, G, rtol):
         d = solve(self, tau, m, G, rtol)
         a = self.c / tau
         r = d - a * (self.P @ (m * d) - (self.P @ m) * (m @ d)) + G  # J d + G
