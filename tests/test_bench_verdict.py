@@ -1,0 +1,28 @@
+"""The logps benchmark's verdicts: met by best times, parity within round-to-round noise,
+NOT met when slower in every round. Synthetic round times, no timing."""
+
+from __future__ import annotations
+
+from bench.bench_logps import _ratios, _verdict
+
+
+def test_ratios_pair_rounds():
+    # Ours: 10, 12, 9 ms; the best alternative of each round: 10, 10, 8 (from two methods).
+    ratio, best_round = _ratios([10.0, 12.0, 9.0], [[11.0, 10.0, 8.5], [10.0, 30.0, 8.0]])
+    assert ratio == 9.0 / 8.0
+    assert best_round == 1.0
+
+
+def test_verdict_classes():
+    met = {"a": _ratios([1.0, 1.0], [[2.0, 2.0]])}
+    # Slower by best times (1.0 vs 0.9) but faster in round 0 (1.0 vs 1.1).
+    parity = {"b": _ratios([1.0, 1.05], [[1.1, 0.9]])}
+    slower = {"c": _ratios([1.2, 1.3], [[1.0, 1.0]])}
+    assert _verdict(met) == "met at every size"
+    v = _verdict({**met, **parity})
+    assert v.startswith("met at every size but these, at parity within noise: b (1.111x")
+    assert "NOT met" not in v and "a (" not in v
+    v = _verdict({**parity, **slower})
+    assert v.startswith("NOT met at c (1.200x)") and v.endswith(
+        "; parity at b (1.111x; 0.909x in its best round)"
+    )
