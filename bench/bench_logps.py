@@ -26,7 +26,7 @@ round of one method, not every repeat of it. On CPU each method runs in a fresh 
 (the allocator's state would otherwise carry over from one method to the next) and its peak
 is read from ``torch.profiler``'s allocation events; on CUDA everything runs in this process
 and the peak is ``torch.cuda.max_memory_allocated``. CPU timings on a shared machine are
-noisy: rerun, or raise ``--rounds``. The full run takes about 30 min on 2 CPU cores.
+noisy: rerun, or raise ``--rounds``. The full run takes 30–55 min on 2 CPU cores.
 
 A target is met where our best time is no worse than the best alternative's. Where it is
 worse, the verdict says "parity" if ours was no slower in at least one round (the methods
