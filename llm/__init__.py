@@ -1,6 +1,9 @@
 """copg-lab's PyTorch side: the verified pairwise losses for causal language models.
 
 - :func:`sequence_logps`: per-sequence log π(y|x) from logits, memory-light, float32 accumulation.
+- :func:`fused_sequence_logps`: the same from the final hidden states and the LM head,
+  never building the logits; :func:`model_sequence_logps` and :func:`pair_logps` run a
+  Hugging Face causal LM's backbone once and this fused head.
 - The losses (:mod:`llm.losses`): thin wrappers around the one definition in
   :mod:`bandit.losses`, on (..., 2) pairs of sequence log-probabilities.
 - :func:`mixture_generate`: sampling from the token-level geometric mixture
@@ -12,6 +15,13 @@ and the demo.
 
 from __future__ import annotations
 
+from .fused import (
+    fused_sequence_logps,
+    fused_token_logps,
+    head_transform,
+    model_sequence_logps,
+    pair_logps,
+)
 from .logps import IGNORE_INDEX, sequence_logps, token_logps
 from .losses import (
     copg_loss,
@@ -32,12 +42,17 @@ __all__ = [
     "MixtureSample",
     "copg_loss",
     "dpo_loss",
+    "fused_sequence_logps",
+    "fused_token_logps",
+    "head_transform",
     "ipo_loss",
     "ipo_md_loss",
     "mixture_generate",
+    "model_sequence_logps",
     "nash_md_pg_loss",
     "online_ipo_loss",
     "p3o_loss",
+    "pair_logps",
     "pg_loss",
     "rloo_loss",
     "sequence_logps",

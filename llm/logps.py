@@ -102,29 +102,36 @@ class _TokenLogps(torch.autograd.Function):
         return grad, None, None
 
 
-def _check_matches(name: str, t: torch.Tensor, logits: torch.Tensor) -> None:
-    """``t`` has the (B, T) of the (B, T, V) ``logits`` and lives on their device."""
-    B, T = logits.shape[:2]
+def _check_matches(name: str, t: torch.Tensor, like: torch.Tensor, like_name: str) -> None:
+    """``t`` has the (B, T) of ``like`` (logits or hidden states) and lives on its device."""
+    B, T = like.shape[:2]
     if tuple(t.shape) != (B, T):
         raise ValidationError(
-            f"{name} must have shape (B, T) = {(B, T)} to match logits, got {tuple(t.shape)}"
+            f"{name} must have shape (B, T) = {(B, T)} to match {like_name}, got "
+            f"{tuple(t.shape)}"
         )
-    if t.device != logits.device:
+    if t.device != like.device:
         raise ValidationError(
-            f"{name} is on {t.device} but logits is on {logits.device}; expected one device"
+            f"{name} is on {t.device} but {like_name} is on {like.device}; expected one device"
         )
 
 
-def _check_inputs(
-    logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None
+def _check_float(name: str, x: torch.Tensor, shape: str) -> None:
+    """``x`` is a floating-point tensor with the ``len(shape)`` dims its name says."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise ValidationError(
+            f"{name} must be a floating-point torch.Tensor, got "
+            f"{getattr(x, 'dtype', type(x).__name__)}"
+        )
+    if x.ndim != shape.count(",") + 1:
+        raise ValidationError(f"{name} must have shape ({shape}), got {tuple(x.shape)}")
+
+
+def _check_labels(
+    labels: torch.Tensor, mask: torch.Tensor | None, like: torch.Tensor, like_name: str
 ) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise ValidationError(
-            f"logits must be a floating-point torch.Tensor, got "
-            f"{getattr(logits, 'dtype', type(logits).__name__)}"
-        )
-    if logits.ndim != 3:
-        raise ValidationError(f"logits must have shape (B, T, V), got {tuple(logits.shape)}")
+    """Checks integer (B, T) ``labels`` and a 0/1 ``mask`` against ``like``; returns the mask
+    as bool (default ``labels != IGNORE_INDEX``)."""
     if (
         not isinstance(labels, torch.Tensor)
         or labels.is_floating_point()
@@ -135,12 +142,12 @@ def _check_inputs(
             f"labels must be an integer torch.Tensor, got "
             f"{getattr(labels, 'dtype', type(labels).__name__)}"
         )
-    _check_matches("labels", labels, logits)
+    _check_matches("labels", labels, like, like_name)
     if mask is None:
         return labels != IGNORE_INDEX
     if not isinstance(mask, torch.Tensor):
         raise ValidationError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-    _check_matches("mask", mask, logits)
+    _check_matches("mask", mask, like, like_name)
     if mask.dtype != torch.bool:
         bad = (mask != 0) & (mask != 1)
         if bool(bad.any()):
@@ -148,6 +155,42 @@ def _check_inputs(
             raise ValidationError(f"mask must hold 0/1 values, got {mask[idx].item()} at {idx}")
         mask = mask != 0
     return mask
+
+
+def _target_labels(
+    labels: torch.Tensor, mask: torch.Tensor, vocab: int, shift: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels, mask) aligned with the positions that score them: with ``shift``, position t
+    scores labels[:, t + 1] and the last position of each row is masked. Raises on a label
+    outside [0, vocab) at a counted position; masked labels become 0 (int64)."""
+    if shift:
+        # Shift the (small) labels and mask, never the logits or hidden states.
+        labels = torch.cat([labels[:, 1:], torch.zeros_like(labels[:, :1])], dim=1)
+        mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    bad = mask & ((labels < 0) | (labels >= vocab))
+    if bool(bad.any()):
+        b, t = (int(i) for i in bad.nonzero()[0])
+        where = f"labels[{b}, {t + 1 if shift else t}]"
+        raise ValidationError(
+            f"{where} = {int(labels[b, t])} is outside the vocabulary [0, {vocab}) at an "
+            "unmasked position; mask it out or fix the label"
+        )
+    return torch.where(mask, labels, torch.zeros_like(labels)).long(), mask
+
+
+def _masked_sum(lp: torch.Tensor, mask: torch.Tensor, average: bool, shift: bool) -> torch.Tensor:
+    """Σ_t m_t lp_t per row (or its mean over the counted tokens); raises on an empty row."""
+    counts = mask.sum(dim=-1)
+    empty = counts == 0
+    if bool(empty.any()):
+        rows = [int(i) for i in empty.nonzero()[:, 0][:8]]
+        hint = " after the causal shift" if shift else ""
+        raise ValidationError(
+            f"mask: row(s) {rows} have no tokens{hint}; every sequence needs at least one "
+            "counted completion token"
+        )
+    total = lp.sum(dim=-1)
+    return total / counts.to(total.dtype) if average else total
 
 
 def token_logps(
@@ -165,23 +208,11 @@ def token_logps(
       (logps, mask), both of shape (B, T): logps in float32 (float64 for float64 logits),
       zero where the mask is 0; with ``shift`` the last position of every row is masked.
     """
-    mask = _check_inputs(logits, labels, mask)
+    _check_float("logits", logits, "B, T, V")
+    mask = _check_labels(labels, mask, logits, "logits")
     B, T, V = logits.shape
-    if shift:
-        # logits[:, t] predicts labels[:, t + 1]: shift the (small) labels and mask, not the
-        # logits, so the logits are never sliced into a non-contiguous copy.
-        pad = torch.zeros_like(labels[:, :1])
-        labels = torch.cat([labels[:, 1:], pad], dim=1)
-        mask = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
-    bad = mask & ((labels < 0) | (labels >= V))
-    if bool(bad.any()):
-        b, t = (int(i) for i in bad.nonzero()[0])
-        where = f"labels[{b}, {t + 1 if shift else t}]"
-        raise ValidationError(
-            f"{where} = {int(labels[b, t])} is outside the vocabulary [0, {V}) at an unmasked "
-            "position; mask it out or fix the label"
-        )
-    safe = torch.where(mask, labels, torch.zeros_like(labels)).reshape(-1).long()
+    safe, mask = _target_labels(labels, mask, V, shift)
+    safe = safe.reshape(-1)
     acc = _acc_dtype(logits.dtype)
     if chunk_rows is None:
         acc_size = torch.empty((), dtype=acc).element_size()
@@ -231,14 +262,4 @@ def sequence_logps(
         counted position, or a row with no counted token.
     """
     lp, mask = token_logps(logits, labels, mask, shift=shift, chunk_rows=chunk_rows)
-    counts = mask.sum(dim=-1)
-    empty = counts == 0
-    if bool(empty.any()):
-        rows = [int(i) for i in empty.nonzero()[:, 0][:8]]
-        hint = " after the causal shift" if shift else ""
-        raise ValidationError(
-            f"mask: row(s) {rows} have no tokens{hint}; every sequence needs at least one "
-            "counted completion token"
-        )
-    total = lp.sum(dim=-1)
-    return total / counts.to(total.dtype) if average else total
+    return _masked_sum(lp, mask, average, shift)
