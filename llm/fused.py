@@ -80,7 +80,7 @@ class _FusedTokenLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, idx, labels, scale, softcap, inv_t, tok, voc):
         acc = _acc_dtype(h.dtype)
-        M, V = idx.shape[0], weight.shape[0]
+        M = idx.shape[0]
         lse = torch.empty(M, dtype=acc, device=h.device)
         picked = torch.empty(M, dtype=acc, device=h.device)
         for s, e, hc in _token_blocks(h, idx, tok):
@@ -199,9 +199,7 @@ def _logit_tiles(
         yield v0, v1, z
 
 
-def _check_head(
-    hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-) -> None:
+def _check_head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
     _check_float("hidden", hidden, "B, T, H")
     _check_float("weight", weight, "V, H")
     if weight.shape[1] != hidden.shape[-1]:

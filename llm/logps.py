@@ -107,8 +107,7 @@ def _check_matches(name: str, t: torch.Tensor, like: torch.Tensor, like_name: st
     B, T = like.shape[:2]
     if tuple(t.shape) != (B, T):
         raise ValidationError(
-            f"{name} must have shape (B, T) = {(B, T)} to match {like_name}, got "
-            f"{tuple(t.shape)}"
+            f"{name} must have shape (B, T) = {(B, T)} to match {like_name}, got {tuple(t.shape)}"
         )
     if t.device != like.device:
         raise ValidationError(

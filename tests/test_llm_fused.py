@@ -45,8 +45,16 @@ def _max_error(h, W, b, labels, mask, head, tile, average=False) -> float:
     """|fused − (full logits, log_softmax, gather, sum)| in float64."""
     scale, cap, temp = head
     got = fused_sequence_logps(
-        h, W, labels, mask, bias=b, logit_scale=scale, softcap=cap, temperature=temp,
-        tile=tile, average=average,
+        h,
+        W,
+        labels,
+        mask,
+        bias=b,
+        logit_scale=scale,
+        softcap=cap,
+        temperature=temp,
+        tile=tile,
+        average=average,
     )
     z = _logits(h.double(), W.double(), None if b is None else b.double(), scale, cap, temp)
     x, y, m = z[:, :-1], labels[:, 1:], mask[:, 1:]
@@ -97,7 +105,14 @@ def test_gradcheck_float64(head, tile):
     args = tuple(t.requires_grad_(True) for t in (h, W, b))
     assert torch.autograd.gradcheck(
         lambda h, W, b: fused_sequence_logps(
-            h, W, labels, mask, bias=b, logit_scale=scale, softcap=cap, temperature=temp,
+            h,
+            W,
+            labels,
+            mask,
+            bias=b,
+            logit_scale=scale,
+            softcap=cap,
+            temperature=temp,
             tile=tile,
         ),
         args,
@@ -120,7 +135,7 @@ def test_bf16_reduces_in_float32():
     """bf16 inputs: float32 output, equal to the logits path on the model's own bf16 logits
     up to float32 reduction error (≲ T·(V·6e-8·|lse| + 1e-6) per sequence). The negative
     control, a log-softmax done in bf16, exceeds that bound many times over."""
-    h, W, b, labels, mask = _problem(4, 4, 16, 32, 1000, dtype=torch.bfloat16, bias=False)
+    h, W, _, labels, mask = _problem(4, 4, 16, 32, 1000, dtype=torch.bfloat16, bias=False)
     got = fused_sequence_logps(h, W, labels, mask)
     assert got.dtype == torch.float32
     z = h @ W.T  # the model's bf16 logits
@@ -224,11 +239,15 @@ def test_bad_input_raises(mutate, match):
 
 @pytest.mark.parametrize(
     ("kw", "match"),
-    [({"temperature": 0.0}, "temperature"), ({"softcap": -1.0}, "softcap"),
-     ({"logit_scale": float("nan")}, "logit_scale"), ({"tile": (0, 4)}, "tile")],
+    [
+        ({"temperature": 0.0}, "temperature"),
+        ({"softcap": -1.0}, "softcap"),
+        ({"logit_scale": float("nan")}, "logit_scale"),
+        ({"tile": (0, 4)}, "tile"),
+    ],
 )
 def test_bad_head_parameters_raise(kw, match):
-    h, W, b, labels, mask = _problem(9, 2, 4, 3, 5)
+    h, W, _, labels, mask = _problem(9, 2, 4, 3, 5)
     with pytest.raises(ValidationError, match=match):
         fused_sequence_logps(h, W, labels, mask, **kw)
 
@@ -241,8 +260,14 @@ def _tiny(kind: str):
         cfg = GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=1, n_head=2)
         return GPT2LMHeadModel(cfg).double().eval()  # no dropout: runs comparable
     cfg = Gemma2Config(
-        vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, final_logit_softcapping=3.0,
+        vocab_size=40,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        final_logit_softcapping=3.0,
     )
     return Gemma2ForCausalLM(cfg).double().eval()
 
