@@ -163,10 +163,13 @@ def _token_blocks(
         yield s, e, h.index_select(0, idx[s:e])
 
 
+_TORCH_2_8 = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 8)
+
+
 def _mm_out_dtype(device: torch.device) -> bool:
     """Whether ``torch.mm(..., out_dtype=float32)`` takes bf16/fp16 inputs here (CUDA,
     torch ≥ 2.8): the tile is then never rounded to low precision."""
-    return device.type == "cuda" and "out_dtype" in (torch.mm.__doc__ or "")
+    return device.type == "cuda" and _TORCH_2_8
 
 
 def _logit_tiles(

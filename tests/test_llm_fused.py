@@ -301,3 +301,15 @@ def test_pair_logps_shapes_and_reference_without_grad():
     assert logps.requires_grad and not ref_logps.requires_grad
     with pytest.raises(ValidationError, match="B even"):
         pair_logps(policy, ref, ids[:5], mask[:5])
+
+
+def test_import_llm_does_not_import_trl():
+    """TRL is the benchmark's optional extra: ``import llm`` must not need it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, llm; assert 'trl' not in sys.modules, 'llm imported trl'"
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
