@@ -19,14 +19,23 @@ from .games import (
     ipo_md_fixed_point,
     nash_equilibrium,
 )
-from .methods import METHODS, OFFLINE_METHODS, ONLINE_METHODS, Method, get_method
+from .methods import (
+    METHODS,
+    OFFLINE_METHODS,
+    ONLINE_METHODS,
+    Method,
+    Pair,
+    Param,
+    get_method,
+    register,
+)
 from .policy import geometric_mixture, kl, log_softmax
-from .problems import Bandit, PreferenceGame
+from .prepare import Prepared, Tables, prepare, tables
+from .problems import Bandit, OfflineData, PreferenceGame
 from .validation import ValidationError
 
 # Public names served lazily from JAX-backed modules: name -> module.
 _LAZY = {
-    "OfflineData": "expected",
     "expected_loss": "expected",
     "expected_loss_and_grad": "expected",
     "loss_fn": "expected",
@@ -48,7 +57,12 @@ __all__ = [
     "Bandit",
     "GameSolution",
     "Method",
+    "OfflineData",
+    "Pair",
+    "Param",
     "PreferenceGame",
+    "Prepared",
+    "Tables",
     "ValidationError",
     "best_response",
     "exploitability",
@@ -62,7 +76,10 @@ __all__ = [
     "nash_equilibrium",
     "optimal_policy",
     "optimal_value",
+    "prepare",
+    "register",
     "regret",
+    "tables",
     "value",
     *_LAZY,
 ]

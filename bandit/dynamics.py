@@ -9,19 +9,20 @@ method's population loss (IPO-MD §4–5):
   Nash-MD-PG(β)        ``"nash_md_pg"``  y ∼ sg[π], y' ∼ sg[π^(1−β) π_ref^β]    §2.6
   online DPO           ``"online_dpo"``  y, y' ∼ sg[π]                          App. G
 
-The expected loss is :func:`bandit.expected.loss_fn` (the one definition of each loss),
-differentiated by ``jax.grad`` and stepped with optax inside ``lax.scan``, in float64
-(``jax.enable_x64`` locally). Sampled dynamics replace the expectation by a minibatch:
-each step draws B pairs from the method's exact pair distribution
-(:func:`bandit.expected.pair_weights`) and a Bernoulli label for each from P, and
-minimises Σ_pairs (count/B)·ℓ(pair; p̂) with p̂ the pair's empirical win frequency, which
-is the minibatch mean of the per-sample losses since every loss is linear in p.
+Any preference method of the registry runs here (offline ones on pairs from μ ⊗ μ). The
+expected loss is :func:`bandit.expected.expected_value` (the one definition of each
+loss), differentiated by ``jax.grad`` and stepped with optax inside ``lax.scan``, in
+float64. Sampled dynamics replace the expectation by a minibatch: each step draws B pairs
+from the method's exact pair distribution (:func:`bandit.expected.pair_weights`) and a
+Bernoulli label for each from P, and minimises the minibatch mean of the per-sample
+losses (:func:`bandit.expected.count_loss`, the trainer's estimator too).
 Same seed → same trajectory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -30,21 +31,15 @@ import numpy as np
 import optax
 from numpy.typing import ArrayLike, NDArray
 
-from .expected import OfflineData, loss_fn, pair_losses, pair_weights
+from .expected import count_loss, device_tables, expected_value, pair_weights
+from .methods import Method, get_method
 from .policy import log_softmax
-from .problems import PreferenceGame
+from .precision import float64
+from .prepare import Prepared, prepare
+from .problems import OfflineData, PreferenceGame
 from .validation import ValidationError, check_distribution, check_finite, check_positive
 
-__all__ = ["GAME_METHODS", "Trajectory", "exact_dynamics", "sampled_dynamics"]
-
-#: The methods these dynamics support, and whether they take the mixture β.
-GAME_METHODS = {
-    "ipo": False,
-    "online_ipo": False,
-    "ipo_md": True,
-    "nash_md_pg": True,
-    "online_dpo": False,
-}
+__all__ = ["Trajectory", "exact_dynamics", "sampled_dynamics"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +60,12 @@ class Trajectory:
         return self.log_policies[:, -1]
 
 
-def _setup(method, game, logits0, steps, record_every, mixture, mu):
-    if method not in GAME_METHODS:
+def _setup(method, game, logits0, steps, record_every, mixture, mu) -> tuple[Any, Prepared]:
+    m = get_method(method)
+    if m.signal != "preference":
         raise ValidationError(
-            f"method: {method!r} has no game dynamics here; expected one of "
-            f"{', '.join(GAME_METHODS)}"
+            f"method: {m.name!r} learns from rewards; a preference game has none (expected a "
+            "preference method, e.g. ipo, online_ipo, ipo_md, nash_md_pg, online_dpo)"
         )
     if not isinstance(game, PreferenceGame):
         raise ValidationError(f"game must be a PreferenceGame, got {type(game).__name__}")
@@ -79,28 +75,29 @@ def _setup(method, game, logits0, steps, record_every, mixture, mu):
         th = th[None]
     if th.ndim != 2 or th.shape[1] != n:
         raise ValidationError(f"logits0 must have shape (n,) or (S, n) with n={n}, got {th.shape}")
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValidationError(f"steps must be an integer >= 0, got {steps!r}")
-    if not isinstance(record_every, (int, np.integer)) or record_every < 1:
-        raise ValidationError(f"record_every must be an integer >= 1, got {record_every!r}")
+    for name, v, low in (("steps", steps, 0), ("record_every", record_every, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValidationError(f"{name} must be an integer >= {low}, got {v!r}")
     if steps % record_every:
         raise ValidationError(
             f"steps ({steps}) must be a multiple of record_every ({record_every})"
         )
     params: dict[str, Any] = {}
-    if GAME_METHODS[method]:
+    if any(p.name == "mixture" for p in m.params):
         params["mixture"] = mixture
     elif mixture != 0.0:
-        raise ValidationError(f"mixture: method {method!r} takes no mixture β (got {mixture})")
+        raise ValidationError(f"mixture: method {m.name!r} takes no mixture β (got {mixture})")
     data = None
-    if method == "ipo":
+    if m.offline:
         if mu is None:
-            raise ValidationError("mu: offline IPO needs the data policy μ (pairs y, y' ∼ μ)")
+            raise ValidationError(
+                f"mu: offline {m.name!r} needs the data policy μ (pairs y, y' ∼ μ)"
+            )
         mu_a = check_distribution("mu", mu)
         data = OfflineData(mu_a, mu_a)
     elif mu is not None:
-        raise ValidationError(f"mu: only offline 'ipo' takes a data policy, not {method!r}")
-    return th, params, data
+        raise ValidationError(f"mu: only offline methods take a data policy, not {m.name!r}")
+    return th, prepare(m, game, data, **params)
 
 
 def _scan(step_fn, th0, opt_state0, key0, steps, record_every):
@@ -120,8 +117,9 @@ def _optimiser(lr: float | None, optimizer: optax.GradientTransformation | None)
     return optax.sgd(check_positive("lr", lr))
 
 
+@float64
 def exact_dynamics(
-    method: str,
+    method: str | Method,
     game: PreferenceGame,
     logits0: ArrayLike,
     *,
@@ -135,7 +133,7 @@ def exact_dynamics(
     """Discrete steps along the exact expected gradient of ``method``'s population loss.
 
     Args:
-      method: one of :data:`GAME_METHODS` (table in the module doc).
+      method: a preference method (table in the module doc); offline ones take ``mu``.
       game: the preference game; its τ is the loss's KL strength.
       logits0: starting logits, shape (n,) or (S, n) for S starting points (run in parallel).
       steps: number of optimiser steps.
@@ -147,30 +145,28 @@ def exact_dynamics(
     Returns:
       A :class:`Trajectory` with log-policies of shape (S, steps // record_every + 1, n).
     """
-    th, params, data = _setup(method, game, logits0, steps, record_every, mixture, mu)
+    th, prep = _setup(method, game, logits0, steps, record_every, mixture, mu)
     opt = _optimiser(lr, optimizer)
-    f, tab = loss_fn(method, game, data, **params)
-    with jax.enable_x64(True):
-        tab64 = jax.tree_util.tree_map(jnp.asarray, tab)
-        grad = jax.grad(f)
+    tab, joint = device_tables(prep)
+    grad = jax.grad(partial(expected_value, method=prep.method, **prep.params))
 
-        def step(carry):
-            theta, state, key = carry
-            updates, state = opt.update(grad(theta, tab64), state, theta)
-            return optax.apply_updates(theta, updates), state, key
+    def step(carry):
+        theta, state, key = carry
+        updates, state = opt.update(grad(theta, tab, joint), state, theta)
+        return optax.apply_updates(theta, updates), state, key
 
-        def run(theta0):
-            theta0 = theta0[None]  # one prompt: shape (1, n)
-            rec = _scan(step, theta0, opt.init(theta0), jax.random.key(0), steps, record_every)
-            return rec[:, 0]
+    def run(theta0):
+        theta0 = theta0[None]  # one prompt: shape (1, n)
+        rec = _scan(step, theta0, opt.init(theta0), jax.random.key(0), steps, record_every)
+        return rec[:, 0]
 
-        out = jax.jit(jax.vmap(run))(jnp.asarray(th))
-        lp = np.asarray(out, dtype=np.float64)
-    return Trajectory(lp, np.arange(0, steps + 1, record_every))
+    out = jax.jit(jax.vmap(run))(jnp.asarray(th))
+    return Trajectory(np.asarray(out, dtype=np.float64), np.arange(0, steps + 1, record_every))
 
 
+@float64
 def sampled_dynamics(
-    method: str,
+    method: str | Method,
     game: PreferenceGame,
     logits0: ArrayLike,
     *,
@@ -191,44 +187,34 @@ def sampled_dynamics(
     then steps on the minibatch loss. Its gradient is an unbiased estimate of the exact
     one. Starting point s uses the key ``fold_in(key(seed), s)``, so runs are reproducible.
     """
-    th, params, data = _setup(method, game, logits0, steps, record_every, mixture, mu)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValidationError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not isinstance(seed, (int, np.integer)):
-        raise ValidationError(f"seed must be an integer, got {seed!r}")
+    th, prep = _setup(method, game, logits0, steps, record_every, mixture, mu)
+    for name, v, low in (("batch_size", batch_size, 1), ("seed", seed, 0)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValidationError(f"{name} must be an integer >= {low}, got {v!r}")
     opt = _optimiser(lr, optimizer)
-    _, tab = loss_fn(method, game, data, **params)  # validates method/params/data
     n = game.n_actions
-    wkw = {"mixture": params.get("mixture", 0.0)}
-    with jax.enable_x64(True):
-        tab64 = jax.tree_util.tree_map(jnp.asarray, tab)
-        P_flat = tab64.pref.reshape(-1)
+    m, params = prep.method, prep.params
+    tab, joint = device_tables(prep)
+    P_flat = tab.pref.reshape(-1)
+    grad = jax.grad(partial(count_loss, m), argnums=0)
 
-        def minibatch_loss(theta, counts, wins):
-            # p̂ = empirical win rate of each drawn pair; unused (0) where no pair was drawn.
-            p_hat = jnp.where(counts > 0, wins / jnp.maximum(counts, 1.0), 0.0)
-            ell = pair_losses(method, theta, tab64, pref=p_hat.reshape(1, n, n), **params)
-            return jnp.sum(counts.reshape(1, n, n) / batch_size * ell)
+    def step(carry):
+        theta, state, key = carry
+        key, k_pair, k_label = jax.random.split(key, 3)
+        w = pair_weights(m, theta, tab, joint, **params).reshape(-1)
+        idx = jax.random.categorical(k_pair, jnp.log(w), shape=(batch_size,))
+        labels = jax.random.bernoulli(k_label, P_flat[idx]).astype(jnp.float64)
+        pairs = jnp.zeros(n * n).at[idx].add(1.0).reshape(1, n, n)
+        wins = jnp.zeros(n * n).at[idx].add(labels).reshape(1, n, n)
+        g = grad(theta, tab, pairs, wins, float(batch_size), **params)
+        updates, state = opt.update(g, state, theta)
+        return optax.apply_updates(theta, updates), state, key
 
-        grad = jax.grad(minibatch_loss)
+    def run(theta0, key):
+        theta0 = theta0[None]
+        return _scan(step, theta0, opt.init(theta0), key, steps, record_every)[:, 0]
 
-        def step(carry):
-            theta, state, key = carry
-            key, k_pair, k_label = jax.random.split(key, 3)
-            w = pair_weights(method, theta, tab64, data, **wkw).reshape(-1)
-            idx = jax.random.categorical(k_pair, jnp.log(w), shape=(batch_size,))
-            labels = jax.random.bernoulli(k_label, P_flat[idx]).astype(jnp.float64)
-            counts = jnp.zeros(n * n).at[idx].add(1.0)
-            wins = jnp.zeros(n * n).at[idx].add(labels)
-            updates, state = opt.update(grad(theta, counts, wins), state, theta)
-            return optax.apply_updates(theta, updates), state, key
-
-        def run(theta0, key):
-            theta0 = theta0[None]
-            return _scan(step, theta0, opt.init(theta0), key, steps, record_every)[:, 0]
-
-        base = jax.random.key(int(seed))
-        keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(th.shape[0]))
-        out = jax.jit(jax.vmap(run))(jnp.asarray(th), keys)
-        lp = np.asarray(out, dtype=np.float64)
-    return Trajectory(lp, np.arange(0, steps + 1, record_every))
+    base = jax.random.key(int(seed))
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(th.shape[0]))
+    out = jax.jit(jax.vmap(run))(jnp.asarray(th), keys)
+    return Trajectory(np.asarray(out, dtype=np.float64), np.arange(0, steps + 1, record_every))

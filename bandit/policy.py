@@ -53,17 +53,21 @@ def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
     return terms.sum(axis=-1)
 
 
-def geometric_mixture(log_pi: Array, log_ref: Array, b: float | Array) -> Array:
-    """Normalised geometric mixture π^(1−b)·π_ref^b, as log-probabilities.
+def geometric_mixture(log_pi: Array, log_ref: Array, mixture: float | Array) -> Array:
+    """Normalised geometric mixture π^(1−m)·π_ref^m, as log-probabilities.
 
-    IPO-MD §2.6 and §5.1: the sampling policy of Nash-MD-PG(β) and IPO-MD(β), b = β ∈ [0, 1].
+    IPO-MD §2.6 and §5.1: the sampling policy of Nash-MD-PG(β) and IPO-MD(β), with the
+    mixture coefficient m = IPO-MD's β ∈ [0, 1]. A concrete number is range-checked; a
+    traced or tensor coefficient is the caller's to check.
     """
-    if isinstance(b, (int, float)):
+    if isinstance(mixture, (int, float, np.number)) or (
+        isinstance(mixture, np.ndarray) and mixture.ndim == 0
+    ):
         from .validation import check_unit_interval
 
-        b = check_unit_interval("beta", b)
-        if b == 0.0:  # avoid 0·(−inf) = nan where π_ref has zeros
+        mixture = check_unit_interval("mixture", mixture)
+        if mixture == 0.0:  # avoid 0·(−inf) = nan where π_ref has zeros
             return log_softmax(log_pi)
-        if b == 1.0:
+        if mixture == 1.0:
             return log_softmax(log_ref)
-    return log_softmax((1 - b) * log_pi + b * log_ref)
+    return log_softmax((1 - mixture) * log_pi + mixture * log_ref)

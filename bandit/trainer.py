@@ -31,7 +31,7 @@ kept and its loss is the mean over its own 272 pairs, so every pair is seen once
 The per-pair losses and their gradients come from the shared definitions
 (:func:`bandit.expected.pair_losses`; pg_value's baseline E_π[R] is exact there), Adam from
 optax, and the update loop is ``jit`` + ``lax.scan`` over the batches of an epoch, ``vmap``
-over seeds, in float64 inside ``jax.enable_x64``. Regrets are float64 β·KL(π‖π*), the
+over seeds, in float64 (:mod:`bandit.precision`). Regrets are float64 β·KL(π‖π*), the
 batched form of :func:`bandit.exact.regret`.
 """
 
@@ -46,8 +46,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .exact import regret
-from .methods import OFFLINE_METHODS, get_method
+from .methods import OFFLINE_METHODS, Method, get_method
 from .policy import log_softmax
+from .precision import float64
+from .prepare import tables
 from .problems import Bandit
 from .validation import ValidationError, check_positive
 
@@ -154,8 +156,6 @@ def _pair_probabilities(
     bandit: Bandit, joint: NDArray[np.float64], preferences: ArrayLike | None
 ) -> NDArray[np.float64]:
     """Probability of each tuple (x, y, y', label): ρ(x) q(y, y'|x) p^label (1 − p)^(1−label)."""
-    from .expected import tables
-
     p = np.asarray(tables(bandit, preferences).pref)
     w = bandit.rho[:, None, None] * joint
     out = np.stack([w * (1.0 - p), w * p], axis=-1)
@@ -319,7 +319,7 @@ class TrainResult:
     regret: NDArray[np.float64]
 
 
-def _runner(methods: Sequence[str], tab: Any, sizes: Any, learning_rate: float):
+def _runner(methods: Sequence[Method], tab: Any, sizes: Any, learning_rate: float):
     """(jitted run over a chunk of epochs for all methods and seeds, optax optimiser).
 
     All methods advance together through the same minibatches (one compile for the lot).
@@ -328,22 +328,13 @@ def _runner(methods: Sequence[str], tab: Any, sizes: Any, learning_rate: float):
     import jax.numpy as jnp
     import optax
 
-    from .expected import pair_losses
+    from .expected import count_loss
 
     opt = optax.adam(learning_rate)
 
     def batch_loss(method, logits, c, size):
-        # c: (X, n, n, 2) counts of (x, y, y', label) in the batch.
-        pairs = c.sum(axis=-1)
-        if get_method(method).signal == "preference":
-            # Fraction of label 1 per pair; the loss is linear in p, so pairs·ℓ(p̂) is the
-            # sum of the hard-label losses. Empty pairs get weight 0 (p̂ = 1/2 keeps it finite).
-            has = pairs > 0
-            p = jnp.where(has, c[..., 1] / jnp.where(has, pairs, 1.0), 0.5)
-            ell = pair_losses(method, logits, tab, pref=p)
-        else:
-            ell = pair_losses(method, logits, tab)
-        return jnp.sum(pairs * ell) / size
+        # c: (X, n, n, 2) counts of (x, y, y', label) in the batch; label 1 is y ≻ y'.
+        return count_loss(method, logits, tab, c.sum(axis=-1), c[..., 1], size)
 
     grads = [jax.grad(partial(batch_loss, m), argnums=0) for m in methods]
 
@@ -386,9 +377,10 @@ class CompiledTrainer:
       chunk: epochs per compiled call (a progress tick); the result does not depend on it.
     """
 
+    @float64
     def __init__(
         self,
-        methods: Sequence[str],
+        methods: Sequence[str | Method],
         bandit: Bandit,
         n_seeds: int,
         epochs: int,
@@ -401,16 +393,14 @@ class CompiledTrainer:
         import jax
         import jax.numpy as jnp
 
-        from .expected import tables
-
-        methods = list(dict.fromkeys(methods))
+        methods = list(dict.fromkeys(get_method(m) for m in methods))
         if not methods:
             raise ValidationError("methods: give at least one method")
         for m in methods:
-            if get_method(m).sampling != "offline":
+            if not m.offline:
                 raise ValidationError(
                     f"method: the trainer runs offline methods ({', '.join(OFFLINE_METHODS)}),"
-                    f" got the online method {m!r}"
+                    f" got the online method {m.name!r}"
                 )
         if not isinstance(bandit, Bandit):
             raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
@@ -421,20 +411,19 @@ class CompiledTrainer:
         self.methods, self.bandit, self.chunk = methods, bandit, C
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.shape = (S, E, len(self.sizes), *_category_shape(bandit))
-        tab_np = tables(bandit, preferences)
-        with jax.enable_x64(True):
-            tab = jax.tree_util.tree_map(jnp.asarray, tab_np)
-            run, opt = _runner(methods, tab, jnp.asarray(self.sizes, jnp.float64), learning_rate)
-            start = jnp.asarray(bandit.log_ref)
-            one = (start, opt.init(start))
-            self._start = tuple(
-                jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (S, *a.shape)), one)
-                for _ in methods
-            )
-            counts = jax.ShapeDtypeStruct((S, C, *self.shape[2:]), jnp.float64)
-            active = jax.ShapeDtypeStruct((C,), jnp.bool_)
-            self._run = run.lower(self._start, counts, active).compile()
+        tab = jax.tree_util.tree_map(jnp.asarray, tables(bandit, preferences))
+        run, opt = _runner(methods, tab, jnp.asarray(self.sizes, jnp.float64), learning_rate)
+        start = jnp.asarray(bandit.log_ref)
+        one = (start, opt.init(start))
+        self._start = tuple(
+            jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (S, *a.shape)), one)
+            for _ in methods
+        )
+        counts = jax.ShapeDtypeStruct((S, C, *self.shape[2:]), jnp.float64)
+        active = jax.ShapeDtypeStruct((C,), jnp.bool_)
+        self._run = run.lower(self._start, counts, active).compile()
 
+    @float64
     def run(
         self, batches: Minibatches, *, progress: Callable[[int], Any] | None = None
     ) -> dict[str, TrainResult]:
@@ -446,7 +435,6 @@ class CompiledTrainer:
         Returns:
           ``{method: TrainResult}`` with one policy and regret per epoch, index 0 the start.
         """
-        import jax
         import jax.numpy as jnp
 
         if batches.counts.shape != self.shape or not np.array_equal(batches.sizes, self.sizes):
@@ -458,21 +446,20 @@ class CompiledTrainer:
         C, bandit = self.chunk, self.bandit
         states = self._start
         traj: list[list[NDArray[np.float64]]] = [[] for _ in self.methods]
-        with jax.enable_x64(True):
-            for e0 in range(0, E, C):
-                n = min(C, E - e0)
-                counts = np.zeros((S, C, *self.shape[2:]))
-                counts[:, :n] = batches.counts[:, e0 : e0 + n]
-                states, logs = self._run(states, counts, jnp.arange(C) < n)
-                for i, lp in enumerate(logs):
-                    traj[i].append(np.asarray(lp)[:, :n])
-                if progress is not None:
-                    progress(n)
+        for e0 in range(0, E, C):
+            n = min(C, E - e0)
+            counts = np.zeros((S, C, *self.shape[2:]))
+            counts[:, :n] = batches.counts[:, e0 : e0 + n]
+            states, logs = self._run(states, counts, jnp.arange(C) < n)
+            for i, lp in enumerate(logs):
+                traj[i].append(np.asarray(lp)[:, :n])
+            if progress is not None:
+                progress(n)
         init = np.broadcast_to(log_softmax(bandit.log_ref), (S, 1, *bandit.log_ref.shape))
         out = {}
         for i, m in enumerate(self.methods):
             lp = np.concatenate([init, *traj[i]], axis=1)
-            out[m] = TrainResult(m, lp, regret(bandit, lp))
+            out[m.name] = TrainResult(m.name, lp, regret(bandit, lp))
         return out
 
 
@@ -482,7 +469,7 @@ def _category_shape(bandit: Bandit) -> tuple[int, int, int, int]:
 
 
 def train_all(
-    methods: Sequence[str],
+    methods: Sequence[str | Method],
     bandit: Bandit,
     batches: Minibatches,
     *,
@@ -519,6 +506,6 @@ def train_all(
     return trainer.run(batches, progress=progress)
 
 
-def train(method: str, bandit: Bandit, batches: Minibatches, **kw: Any) -> TrainResult:
+def train(method: str | Method, bandit: Bandit, batches: Minibatches, **kw: Any) -> TrainResult:
     """Train one method; see :func:`train_all` for the arguments."""
-    return train_all([method], bandit, batches, **kw)[method]
+    return train_all([method], bandit, batches, **kw)[get_method(method).name]

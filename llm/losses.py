@@ -22,18 +22,21 @@ to get that variant. The losses themselves are agnostic: they consume whatever y
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
-from bandit import losses as L
+from bandit.methods import Method, Pair, get_method
 from bandit.validation import ValidationError, check_positive
+
+from .logps import _acc_dtype
 
 __all__ = [
     "copg_loss",
     "dpo_loss",
     "ipo_loss",
     "ipo_md_loss",
+    "method_loss",
     "nash_md_pg_loss",
     "online_ipo_loss",
     "p3o_loss",
@@ -43,10 +46,6 @@ __all__ = [
 ]
 
 Reduction = Literal["mean", "sum", "none"]
-
-
-def _dtype(t: torch.Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _logps(name: str, x: object, k: int | None = 2) -> torch.Tensor:
@@ -96,7 +95,7 @@ def _pair(policy_logps: object, ref_logps: object, k: int | None = 2) -> torch.T
         raise ValidationError(
             f"ref_logps is on {ref.device} but policy_logps is on {pol.device}; expected one device"
         )
-    dt = _dtype(pol)
+    dt = _acc_dtype(pol.dtype)
     return pol.to(dt) - ref.to(dt)
 
 
@@ -122,6 +121,104 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValidationError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def _run(
+    method: str | Method,
+    policy_logps: object,
+    ref_logps: object,
+    beta: float,
+    *,
+    rewards: object = None,
+    preference: object = None,
+    baseline: object = 0.0,
+    old_logps: object = None,
+    reduction: str = "mean",
+    **params: Any,
+) -> torch.Tensor:
+    """Validate the tensors, build the :class:`bandit.methods.Pair` and call the method's
+    one per-pair loss."""
+    m = get_method(method)
+    kw = m.check_params(params)
+    h = _pair(policy_logps, ref_logps, k=m.n_completions(kw))
+    lp = policy_logps.to(h.dtype)
+    ref = ref_logps.to(h.dtype)
+    if old_logps is None:
+        old = lp.detach()
+    else:
+        old = _logps("old_logps", old_logps, h.shape[-1])
+        if old.shape != h.shape or old.device != h.device:
+            raise ValidationError(
+                f"old_logps must match policy_logps (shape {tuple(h.shape)}, device "
+                f"{h.device}), got shape {tuple(old.shape)} on {old.device}"
+            )
+        old = old.detach().to(h.dtype)
+    r = value = p = None
+    if m.signal == "reward":
+        if rewards is None:
+            raise ValidationError(f"rewards: method {m.name!r} learns from rewards; pass them")
+        r = _like("rewards", rewards, h, tuple(h.shape))
+        value = _like("baseline", baseline, h, tuple(h.shape[:-1]), scalar=True)
+    else:
+        if preference is None:
+            raise ValidationError(f"preference: method {m.name!r} learns from preferences")
+        p = _preference(preference, h)
+    pair = Pair(
+        logratio=tuple(h.unbind(-1)),
+        logp=tuple(lp.unbind(-1)),
+        old_logp=tuple(old.unbind(-1)),
+        old_logratio=tuple((old - ref.detach()).unbind(-1)),
+        reward=None if r is None else tuple(r.unbind(-1)),
+        preference=p,
+        value=value,
+        beta=beta,
+    )
+    return _reduce(m.loss(pair, **kw), reduction)
+
+
+def method_loss(
+    method: str | Method,
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    *,
+    beta: float,
+    rewards: torch.Tensor | None = None,
+    preference: torch.Tensor | float | None = None,
+    baseline: torch.Tensor | float = 0.0,
+    old_logps: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+    **params: Any,
+) -> torch.Tensor:
+    """The loss of any method of the registry, built-in or registered by you.
+
+    The torch wrapper of :attr:`bandit.methods.Method.loss`: the same per-pair function the
+    exact engine takes expectations of, on the (..., k) sequence log-probs of k
+    completions per prompt (k = 2, or ``k`` for rloo).
+
+    Args:
+      method: a :class:`bandit.Method` or a name from :data:`bandit.METHODS`.
+      policy_logps, ref_logps: (..., k) log π and log π_ref of the completions.
+      beta: KL strength β > 0 (CoPG's β, IPO-MD's τ).
+      rewards: (..., k), for reward methods.
+      preference: (...) or a number, p(completion 0 ≻ completion 1), preference methods.
+      baseline: b, the value baseline E_π[R] (a number, 0-d or (...) tensor), stop-gradient.
+      old_logps: (..., k) log π_old of the sampler (P3O); default sg[policy_logps].
+      reduction: "mean" | "sum" | "none" over (...).
+      **params: the method's parameters, e.g. ``clip_eps``.
+    """
+    beta = check_positive("beta", beta)
+    return _run(
+        method,
+        policy_logps,
+        ref_logps,
+        beta,
+        rewards=rewards,
+        preference=preference,
+        baseline=baseline,
+        old_logps=old_logps,
+        reduction=reduction,
+        **params,
+    )
+
+
 def copg_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
@@ -144,10 +241,9 @@ def copg_loss(
     Returns:
       A scalar, or (...) for reduction="none"; float32 (float64 for float64 input).
     """
-    beta = check_positive("beta", beta)
-    h = _pair(policy_logps, ref_logps)
-    r = _like("rewards", rewards, h, tuple(h.shape))
-    return _reduce(L.copg_loss(h[..., 0], h[..., 1], r[..., 0], r[..., 1], beta), reduction)
+    return method_loss(
+        "copg", policy_logps, ref_logps, rewards=rewards, beta=beta, reduction=reduction
+    )
 
 
 def pg_loss(
@@ -169,11 +265,9 @@ def pg_loss(
       baseline: b, a number, a 0-d or a (...) tensor (stop-gradient); 0 for plain ``pg``.
       reduction: "mean" | "sum" | "none".
     """
-    beta = check_positive("beta", beta)
-    h = _pair(policy_logps, ref_logps)
-    r = _like("rewards", rewards, h, tuple(h.shape))
-    b = _like("baseline", baseline, h, tuple(h.shape[:-1]), scalar=True)
-    return _reduce(L.pg_loss(h[..., 0], h[..., 1], r[..., 0], r[..., 1], beta, b), reduction)
+    # pg_value with the caller's baseline; b = 0 is plain pg.
+    kw = {"rewards": rewards, "baseline": baseline, "beta": beta, "reduction": reduction}
+    return method_loss("pg_value", policy_logps, ref_logps, **kw)
 
 
 def rloo_loss(
@@ -193,17 +287,14 @@ def rloo_loss(
       beta: KL strength β > 0.
       reduction: "mean" | "sum" | "none" over (...).
     """
-    beta = check_positive("beta", beta)
-    h = _pair(policy_logps, ref_logps, k=None)
-    r = _like("rewards", rewards, h, tuple(h.shape))
-    return _reduce(L.rloo_loss(h, r, beta), reduction)
+    _logps("policy_logps", policy_logps, None)  # k is read off the shape
+    kw = {"rewards": rewards, "beta": beta, "reduction": reduction}
+    return method_loss("rloo", policy_logps, ref_logps, k=policy_logps.shape[-1], **kw)
 
 
-def _preference_loss(fn, policy_logps, ref_logps, preference, beta, reduction) -> torch.Tensor:
-    beta = check_positive("beta", beta)
-    h = _pair(policy_logps, ref_logps)
-    p = _preference(preference, h)
-    return _reduce(fn(h[..., 0], h[..., 1], p, beta), reduction)
+def _preference_loss(method, policy_logps, ref_logps, preference, beta, reduction):
+    kw = {"preference": preference, "beta": beta, "reduction": reduction}
+    return method_loss(method, policy_logps, ref_logps, **kw)
 
 
 def ipo_loss(
@@ -227,7 +318,7 @@ def ipo_loss(
       beta: KL strength β = τ > 0.
       reduction: "mean" | "sum" | "none".
     """
-    return _preference_loss(L.ipo_loss, policy_logps, ref_logps, preference, beta, reduction)
+    return _preference_loss("ipo", policy_logps, ref_logps, preference, beta, reduction)
 
 
 def ipo_md_loss(
@@ -244,7 +335,7 @@ def ipo_md_loss(
     both completions with :func:`llm.mixture_generate` (``mixture`` = β_mix; 0 gives online
     IPO, IPO-MD Eq. 11). ``beta`` here is the KL strength τ.
     """
-    return _preference_loss(L.ipo_loss, policy_logps, ref_logps, preference, beta, reduction)
+    return _preference_loss("online_ipo", policy_logps, ref_logps, preference, beta, reduction)
 
 
 online_ipo_loss = ipo_md_loss
@@ -262,7 +353,7 @@ def dpo_loss(
 
     Args as :func:`ipo_loss`. With pairs sampled from π it is online DPO (IPO-MD App. G).
     """
-    return _preference_loss(L.dpo_loss, policy_logps, ref_logps, preference, beta, reduction)
+    return _preference_loss("dpo", policy_logps, ref_logps, preference, beta, reduction)
 
 
 def slic_loss(
@@ -274,7 +365,7 @@ def slic_loss(
     reduction: Reduction = "mean",
 ) -> torch.Tensor:
     """SLiC: ℓ = p·max(0, 1 − βρ) + (1 − p)·max(0, 1 + βρ)  (IPO-MD Eq. 5). Args as IPO."""
-    return _preference_loss(L.slic_loss, policy_logps, ref_logps, preference, beta, reduction)
+    return _preference_loss("slic", policy_logps, ref_logps, preference, beta, reduction)
 
 
 def nash_md_pg_loss(
@@ -297,10 +388,7 @@ def nash_md_pg_loss(
       beta: KL strength τ > 0.
       reduction: "mean" | "sum" | "none".
     """
-    beta = check_positive("beta", beta)
-    h = _pair(policy_logps, ref_logps)
-    p = _preference(preference, h)
-    return _reduce(L.nash_md_pg_loss(h[..., 0], p, beta), reduction)
+    return _preference_loss("nash_md_pg", policy_logps, ref_logps, preference, beta, reduction)
 
 
 def p3o_loss(
@@ -337,18 +425,15 @@ def p3o_loss(
     clip_eps = check_positive("clip_eps", clip_eps)
     if variant not in (1, 2):
         raise ValidationError(f"variant must be 1 or 2, got {variant!r}")
-    h = _pair(policy_logps, ref_logps)  # validates both; the dtype follows policy_logps
-    old = _logps("old_logps", old_logps)
-    if old.shape != h.shape or old.device != h.device:
-        raise ValidationError(
-            f"old_logps must match policy_logps (shape {tuple(h.shape)}, device {h.device}), "
-            f"got shape {tuple(old.shape)} on {old.device}"
-        )
-    old = old.detach().to(h.dtype)
-    lp = policy_logps.to(h.dtype)
-    h_old = old - ref_logps.detach().to(h.dtype)
-    r = L.regularised_reward(_like("rewards", rewards, h, tuple(h.shape)), h_old, beta)
-    loss = L.p3o_loss(
-        lp[..., 0], lp[..., 1], old[..., 0], old[..., 1], r[..., 0], r[..., 1], clip_eps, variant
+    if old_logps is None:
+        raise ValidationError("old_logps: P3O needs the log-probs of the sampler π_old")
+    return _run(
+        f"p3o_v{variant}",
+        policy_logps,
+        ref_logps,
+        beta,
+        rewards=rewards,
+        old_logps=old_logps,
+        reduction=reduction,
+        clip_eps=clip_eps,
     )
-    return _reduce(loss, reduction)

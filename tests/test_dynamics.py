@@ -78,7 +78,7 @@ def test_online_dpo_ends_at_rlhf_solution_under_bradley_terry(starts):
     r = np.array([0.3, -0.2, 0.5, 0.0])
     game = PreferenceGame.bradley_terry(r, None, 0.5)
     traj = exact_dynamics("online_dpo", game, starts, steps=4000, lr=2.0, record_every=4000)
-    assert _end_distance(traj, log_softmax(game.log_ref + r / game.tau)) < END_TOL
+    assert _end_distance(traj, log_softmax(game.log_ref + r / game.beta)) < END_TOL
 
 
 def test_negative_control_beta_changes_the_end_point(game, starts):

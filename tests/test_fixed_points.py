@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from scipy.special import log_softmax
 
 from bandit import METHODS, Bandit, PreferenceGame, ValidationError, optimal_policy
-from bandit.expected import OfflineData, expected_loss, expected_loss_and_grad, loss_fn
+from bandit.expected import expected_loss, expected_loss_and_grad, loss_fn
 from bandit.fixed_points import field_jacobian, fixed_point
 from bandit.games import fixed_point_residual, nash_equilibrium
+from bandit.problems import OfflineData
 
 PARAMS = {"ipo_md": {"mixture": 0.4}, "nash_md_pg": {"mixture": 0.7}}
 THOROUGH = os.environ.get("COPG_HYPOTHESIS") == "thorough"
@@ -116,7 +117,7 @@ def test_ipo_linear_solve_is_ipo_md_eq7_when_mu1_equals_mu2(inst):
 def test_online_ipo_is_the_nash_equilibrium_and_ipo_md_solves_eq13():
     """IPO-MD Prop. 4.1 (online IPO → Eq. 12) and Eq. (13) checked from their definitions."""
     P = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])  # not Bradley–Terry
-    game = PreferenceGame(P, [0.2, 0.3, 0.5], tau=0.4)
+    game = PreferenceGame(P, [0.2, 0.3, 0.5], beta=0.4)
     fp = fixed_point("online_ipo", game)
     np.testing.assert_allclose(fp.log_policy[0], nash_equilibrium(game).log_policy, atol=1e-10)
     for beta in (0.3, 1.0):
@@ -131,12 +132,12 @@ def test_online_ipo_is_the_nash_equilibrium_and_ipo_md_solves_eq13():
 def test_online_dpo_without_bradley_terry_is_a_root_and_not_nash():
     """IPO-MD Thm G.6/G.7: online DPO's fixed point is π* under BT, and differs from online
     IPO's otherwise (no 2-action non-uniform game has them agree)."""
-    game = PreferenceGame(np.array([[0.5, 0.8], [0.2, 0.5]]), tau=0.5)
+    game = PreferenceGame(np.array([[0.5, 0.8], [0.2, 0.5]]), beta=0.5)
     dpo, ipo = fixed_point("online_dpo", game), fixed_point("online_ipo", game)
     assert dpo.residual < 1e-10 and ipo.residual < 1e-10
     assert np.max(np.abs(dpo.log_policy - ipo.log_policy)) > 1e-3
     P = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])
-    fp = fixed_point("online_dpo", PreferenceGame(P, tau=0.5))
+    fp = fixed_point("online_dpo", PreferenceGame(P, beta=0.5))
     assert fp.residual < 1e-10 and "not Bradley–Terry" in fp.message
 
 

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 import llm
 from bandit import METHODS, Bandit, geometric_mixture
-from bandit.expected import OfflineData, expected_loss_and_grad
+from bandit.expected import expected_loss_and_grad
+from bandit.problems import OfflineData
 from bandit.validation import ValidationError
 
 # Every registered method, plus RLOO with three samples.

@@ -22,7 +22,9 @@ from scipy.special import expit
 from scipy.stats import chisquare, norm
 
 from bandit import OFFLINE_METHODS, Bandit, regret
-from bandit.expected import OfflineData, expected_loss_and_grad, pair_losses, tables
+from bandit.expected import expected_loss_and_grad, pair_losses
+from bandit.prepare import tables
+from bandit.problems import OfflineData
 from bandit.trainer import (
     CompiledTrainer,
     Minibatches,

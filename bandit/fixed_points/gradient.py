@@ -1,46 +1,22 @@
 """The exact expected-gradient field g(θ) of one method, as the fixed-point solvers use it.
 
-g is :func:`bandit.expected.compiled`'s jitted float64 gradient; its Jacobian comes from
+g is :class:`bandit.expected.ExactLoss`'s jitted float64 gradient; its Jacobian comes from
 central differences of g (the losses' stop-gradients hide part of it from autodiff).
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from numpy.typing import NDArray
 
-from ..expected import Tables, compiled
+from ..expected import ExactLoss
 
 #: Logit used in place of −∞ (relative to the largest logit) to evaluate gradients on a face.
 FACE_LOGIT = -700.0
 
 
-class Field:
-    """The exact expected gradient g(θ) of one method (jitted, float64) and its Jacobian.
-
-    The compiled functions are shared across calls (:func:`bandit.expected.compiled`), so
-    only the first fixed point of a method and shape pays for compilation.
-    """
-
-    def __init__(self, method: str, tab: Tables, joint: NDArray | None, params: dict) -> None:
-        self.shape = tuple(np.shape(tab.log_ref))
-        self.beta = float(tab.beta)
-        with jax.enable_x64(True):
-            self._args = (
-                jax.tree_util.tree_map(jnp.asarray, tab),
-                None if joint is None else jnp.asarray(joint),
-            )
-        self._f, self._vg = compiled(method, **params)
-
-    def loss(self, theta: NDArray) -> float:
-        with jax.enable_x64(True):
-            return float(self._f(jnp.asarray(theta, dtype=jnp.float64), *self._args))
-
-    def grad(self, theta: NDArray) -> NDArray[np.float64]:
-        with jax.enable_x64(True):
-            return np.array(self._vg(jnp.asarray(theta, dtype=jnp.float64), *self._args)[1])
+class Field(ExactLoss):
+    """The exact expected gradient g(θ) of one prepared method and its Jacobian."""
 
     def jac(self, theta: NDArray) -> NDArray[np.float64]:
         """∂g/∂θ, shape (X, n, X, n), by central differences of the exact gradient g.

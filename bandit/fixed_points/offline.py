@@ -1,10 +1,15 @@
-"""Fixed points of the offline contrastive methods, each solved with its structure.
+"""Fixed points of the offline methods, each solved with its structure.
 
 copg and ipo: one linear solve of a pair-graph Laplacian system; dpo: Newton (trust region)
-on the engine's convex loss, or the boundary face it runs off to; slic: an LP (HiGHS).
+on the engine's convex loss, or the boundary face it runs off to; slic: an LP (HiGHS);
+pg and pg_value: roots of the exact gradient. The solvers :func:`copg`, :func:`ipo`,
+:func:`dpo`, :func:`slic` and :func:`policy_gradient` are what the registry's methods
+carry (:attr:`bandit.methods.Method.fixed_point`): ``f(prep, theta0, field) -> FixedPoint``.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import scipy.optimize
@@ -12,16 +17,26 @@ from numpy.typing import NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..expected import OfflineData, Tables
+from ..exact import optimal_policy
 from ..policy import log_softmax
+from ..prepare import Prepared, Tables
+from ..problems import OfflineData
 from .gradient import Field, face_logits
-from .pair_graph import indicator, laplacian_solve, pair_graph_components, sym_weights
+from .pair_graph import (
+    graph_report,
+    indicator,
+    laplacian_solve,
+    pair_graph_components,
+    sym_weights,
+)
+from .result import FixedPoint
+from .roots import root_fixed_point
 
 #: HiGHS tolerances tighter than its defaults (1e-7), for certificates at the 1e-10 level.
 HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def solve_copg_or_ipo(method: str, tab: Tables, data: OfflineData, theta0: NDArray) -> NDArray:
+def solve_copg_or_ipo(system: str, tab: Tables, data: OfflineData, theta0: NDArray) -> NDArray:
     """copg: L θ = L(R/β + log π_ref) (CoPG Eq. 9 summed over pairs: g_h = −L R_β^π).
     ipo: L θ = L log π_ref + s, s(y) = Σ_y' w(y, y')(2p(y ≻ y') − 1)/(2β), the normal
     equation of the IPO least squares in h (IPO-MD Eq. 8)."""
@@ -32,7 +47,7 @@ def solve_copg_or_ipo(method: str, tab: Tables, data: OfflineData, theta0: NDArr
     for x in range(X):
         w = sym_weights(tab, data, x)
         L = np.diag(w.sum(axis=1)) - w
-        if method == "copg":
+        if system == "copg":
             rhs = L @ (np.asarray(tab.rewards[x]) / beta + lr[x])
         else:
             t = (2.0 * np.asarray(tab.pref[x]) - 1.0) / (2.0 * beta)
@@ -201,3 +216,86 @@ def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
                 unique = False
         intervals.append(iv)
     return log_softmax(out), max(gaps), unique, intervals
+
+
+# ----------------------------------------------------------------- the registry's solvers
+
+
+def _result(prep: Prepared, lp, residual, how: str, *, unique=True, interior=True, details=None):
+    """A FixedPoint with the pair-graph report every offline method shares."""
+    graph_unique, msg, graph = graph_report(prep.tables, prep.data)
+    name = prep.method.name
+    details = {**graph, **(details or {})}
+    unique = unique and graph_unique
+    return FixedPoint(name, lp, residual, unique, interior, f"{name}: {how}; {msg}", details)
+
+
+def _laplacian(system: str, prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    lp = log_softmax(solve_copg_or_ipo(system, prep.tables, prep.data, theta0))
+    how = "one linear solve of the pair-graph Laplacian system"
+    if system == "copg" and graph_report(prep.tables, prep.data)[0]:
+        how += "; equals π* (CoPG Thm 1)"
+    return _result(prep, lp, fld.residual(lp), how)
+
+
+def copg(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """CoPG: π* wherever the pair graph connects all actions (CoPG Thm 1)."""
+    return _laplacian("copg", prep, theta0, fld)
+
+
+def ipo(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """Offline IPO: weighted least squares on h (IPO-MD §2.5; Eq. 7 when μ1 = μ2)."""
+    return _laplacian("ipo", prep, theta0, fld)
+
+
+def dpo(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """DPO: Newton on the convex loss; no finite minimiser when hard labels push apart."""
+    lp, face, unique, notes = solve_dpo(prep.tables, prep.data, theta0, fld)
+    how = "Newton (trust-exact) on the engine's convex DPO loss"
+    residual = fld.residual(lp)
+    if face:
+        how += "; NO FINITE MINIMISER: " + "; ".join(notes)
+        # Actions with no mass in the limit do not matter to it: certify the others.
+        live = np.isfinite(lp)
+        g = fld.grad(face_logits(lp, fld.beta))
+        residual = float(np.max(np.abs(g[live])))
+        how += " (residual over the actions that keep mass)"
+    return _result(prep, lp, residual, how, unique=unique, interior=not face)
+
+
+def slic(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """SLiC: an LP, with the set of minimisers; the residual is the duality gap."""
+    lp, residual, unique, intervals = solve_slic(prep.tables, prep.data, theta0)
+    how = "LP (HiGHS); residual = duality gap"
+    fp = _result(prep, lp, residual, how, unique=unique)
+    fp.details["h_minus_anchor_intervals"] = intervals
+    if unique:
+        return fp
+    note = (
+        "; the LP optimum is not unique: see details['h_minus_anchor_intervals'] "
+        "for the range of h(y) − h(anchor), h = log π/π_ref, over the optimal set"
+    )
+    return replace(fp, message=fp.message + note)
+
+
+def policy_gradient(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """pg, pg_value: not contrastive, so the pair graph is not what identifies them; roots
+    of the exact gradient, from π* and uniform among the starts."""
+    starts = [optimal_policy(prep.problem), np.zeros_like(theta0)]
+    lp, unique, interior, how, details = root_fixed_point(fld, theta0, starts)
+    data, rho = prep.data, np.asarray(prep.tables.rho)
+    unseen = (data.mu1 + data.mu2 == 0) | (rho == 0)[:, None]
+    msg = "every action is sampled"
+    if unseen.any():
+        msg = f"actions never sampled (prompt, action): {np.argwhere(unseen).tolist()}"
+        if interior and (unseen.sum(axis=1) > 1).any():
+            unique = False
+            msg += (
+                "; their gradient is π(y)·(a common rate), so at an interior fixed "
+                "point the split of their mass is free"
+            )
+    _, _, graph = graph_report(prep.tables, data)
+    name = prep.method.name
+    return FixedPoint(
+        name, lp, fld.residual(lp), unique, interior, f"{name}: {how}; {msg}", {**graph, **details}
+    )

@@ -15,7 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..expected import OfflineData, Tables
+from ..prepare import Tables
+from ..problems import OfflineData
 
 
 def pair_graph_components(weights: ArrayLike) -> tuple[int, NDArray[np.int64]]:

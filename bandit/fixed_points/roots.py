@@ -15,11 +15,13 @@ import scipy.optimize
 from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import solve_ivp
 
-from ..expected import OfflineData, _check_params, _joint, loss_fn
+from ..methods import Method
 from ..policy import log_softmax
-from ..problems import Bandit, PreferenceGame
-from ..validation import check_finite, check_shape
+from ..precision import float64
+from ..prepare import Prepared, prepare
+from ..problems import Bandit, OfflineData, PreferenceGame
 from .gradient import Field, face_logits
+from .result import FixedPoint
 
 #: A root is accepted when max|g| is below this (relative to max(1, max|g(init)|)).
 ROOT_TOL = 1e-11
@@ -177,8 +179,18 @@ def root_fixed_point(fld: Field, theta0: NDArray, extra_starts: list[NDArray]):
     return lp, True, False, msg, details
 
 
+def generic(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
+    """The fallback of every method without a structured solver: roots of the exact
+    expected gradient (from ``init`` and uniform logits, and random starts), else the flow."""
+    lp, unique, interior, how, details = root_fixed_point(fld, theta0, [np.zeros_like(theta0)])
+    name = prep.method.name
+    message = f"{name}: roots of the exact expected gradient; {how}"
+    return FixedPoint(name, lp, fld.residual(lp), unique, interior, message, details)
+
+
+@float64
 def field_jacobian(
-    method: str,
+    method: str | Method,
     problem: Bandit | PreferenceGame,
     logits: ArrayLike,
     data: OfflineData | None = None,
@@ -193,10 +205,6 @@ def field_jacobian(
     descent with step η converges locally at rate max |1 − ηλ|. Central differences of the
     exact gradient (error ~1e-10 relative), as autodiff treats stop-gradients as constants.
     """
-    _, tab = loss_fn(method, problem, data, preferences=preferences, **params)
-    fld = Field(method, tab, _joint(method, tab, data), _check_params(method, params))
-    th = check_finite("logits", logits)
-    if th.ndim == 1 and fld.shape[0] == 1:
-        th = th[None]
-    check_shape("logits", th, fld.shape)
-    return _reduced_system(fld)[1](_reduce(th))
+    prep = prepare(method, problem, data, preferences=preferences, **params)
+    th = prep.logits("logits", logits)
+    return _reduced_system(Field(prep))[1](_reduce(th))
