@@ -22,7 +22,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bandit import losses as L
 from bandit.figure1 import DEFAULT_METHODS, Figure1Config, compute
 
 
@@ -31,6 +30,7 @@ def torch_run(method: str, cfg: Figure1Config, epochs: int, seed: int) -> float:
     import torch
 
     from bandit import regret
+    from llm import method_loss
 
     bandit, _ = cfg.problem()
     rng = np.random.default_rng(seed)
@@ -50,16 +50,17 @@ def torch_run(method: str, cfg: Figure1Config, epochs: int, seed: int) -> float:
             idx = perm[start : start + cfg.batch_size]
             a, b = y1[idx], y2[idx]
             log_pi = torch.log_softmax(theta, dim=-1)
-            h = log_pi - log_ref
-            if method == "copg":
-                loss = L.copg_loss(h[a], h[b], R[a], R[b], beta)
-            elif method == "pg":
-                loss = L.pg_loss(h[a], h[b], R[a], R[b], beta, 0.0)
-            elif method == "pg_value":
-                baseline = (log_pi.exp() * R).sum().detach()  # exact value baseline
-                loss = L.pg_loss(h[a], h[b], R[a], R[b], beta, baseline)
-            else:
-                loss = getattr(L, f"{method}_loss")(h[a], h[b], label[idx], beta)
+            baseline = (log_pi.exp() * R).sum().detach()  # the exact value E_π[R]
+            loss = method_loss(
+                method,
+                torch.stack([log_pi[a], log_pi[b]], -1),
+                torch.stack([log_ref[a], log_ref[b]], -1),
+                rewards=torch.stack([R[a], R[b]], -1),
+                preference=label[idx],
+                baseline=baseline,
+                beta=beta,
+                reduction="none",
+            )
             opt.zero_grad()
             loss.mean().backward()
             opt.step()

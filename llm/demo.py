@@ -270,10 +270,14 @@ def pair_loss(method: str, model, data: dict, idx: torch.Tensor, beta: float) ->
     )
     lp = seq_logps(model, both).reshape(2, -1).T  # (G, 2)
     ref = data["ref_logps"][idx]
-    if method == "copg":
-        return losses.copg_loss(lp, ref, data["rewards"][idx], beta=beta)
-    fn = losses.dpo_loss if method == "dpo" else losses.ipo_loss
-    return fn(lp, ref, data["preference"][idx], beta=beta)
+    return losses.method_loss(
+        method,
+        lp,
+        ref,
+        rewards=data["rewards"][idx],
+        preference=data["preference"][idx],
+        beta=beta,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
