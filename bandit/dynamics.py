@@ -37,7 +37,13 @@ from .policy import log_softmax
 from .precision import float64
 from .prepare import Prepared, prepare
 from .problems import OfflineData, PreferenceGame
-from .validation import ValidationError, check_distribution, check_finite, check_positive
+from .validation import (
+    ValidationError,
+    check_distribution,
+    check_finite,
+    check_int,
+    check_positive,
+)
 
 __all__ = ["Trajectory", "exact_dynamics", "sampled_dynamics"]
 
@@ -75,9 +81,8 @@ def _setup(method, game, logits0, steps, record_every, mixture, mu) -> tuple[Any
         th = th[None]
     if th.ndim != 2 or th.shape[1] != n:
         raise ValidationError(f"logits0 must have shape (n,) or (S, n) with n={n}, got {th.shape}")
-    for name, v, low in (("steps", steps, 0), ("record_every", record_every, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValidationError(f"{name} must be an integer >= {low}, got {v!r}")
+    check_int("steps", steps, 0)
+    check_int("record_every", record_every, 1)
     if steps % record_every:
         raise ValidationError(
             f"steps ({steps}) must be a multiple of record_every ({record_every})"
@@ -188,9 +193,8 @@ def sampled_dynamics(
     one. Starting point s uses the key ``fold_in(key(seed), s)``, so runs are reproducible.
     """
     th, prep = _setup(method, game, logits0, steps, record_every, mixture, mu)
-    for name, v, low in (("batch_size", batch_size, 1), ("seed", seed, 0)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValidationError(f"{name} must be an integer >= {low}, got {v!r}")
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
     opt = _optimiser(lr, optimizer)
     n = game.n_actions
     m, params = prep.method, prep.params

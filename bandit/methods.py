@@ -20,7 +20,7 @@ from typing import Any, Literal
 from array_api_compat import array_namespace
 
 from . import losses as L
-from .validation import ValidationError, check_positive, check_unit_interval
+from .validation import ValidationError, check_int, check_positive, check_unit_interval
 
 __all__ = [
     "METHODS",
@@ -157,15 +157,9 @@ class Method:
         return self.arity if isinstance(self.arity, int) else int(params[self.arity])
 
 
-def _check_k(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-        raise ValidationError(f"{name} must be an integer >= 2, got {value!r}")
-    return value
-
-
 MIXTURE = Param("mixture", 0.0, check_unit_interval, "IPO-MD's β ∈ [0, 1] of π^(1−β)π_ref^β")
 CLIP_EPS = Param("clip_eps", 0.2, check_positive, "P3O's clipping ε > 0")
-K = Param("k", 2, _check_k, "samples per prompt, k >= 2")
+K = Param("k", 2, partial(check_int, low=2), "samples per prompt, k >= 2")
 
 
 # ----------------------------------------------------------------- per-pair losses

@@ -51,7 +51,7 @@ from .policy import log_softmax
 from .precision import float64
 from .prepare import tables
 from .problems import Bandit
-from .validation import ValidationError, check_positive
+from .validation import ValidationError, check_int, check_positive
 
 __all__ = [
     "CompiledTrainer",
@@ -66,12 +66,6 @@ __all__ = [
     "train",
     "train_all",
 ]
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValidationError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -93,9 +87,9 @@ class TrainConfig:
     drop_last: bool = False
 
     def __post_init__(self) -> None:
-        _check_int("dataset_size", self.dataset_size, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("epochs", self.epochs, 0)
+        check_int("dataset_size", self.dataset_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("epochs", self.epochs, 0)
         check_positive("learning_rate", self.learning_rate)
         if self.drop_last and self.batch_size > self.dataset_size:
             raise ValidationError(
@@ -248,8 +242,8 @@ def minibatches(
     dataset in the same order (common random numbers, as one data loader would give).
     """
     config = config or TrainConfig()
-    n_seeds = _check_int("n_seeds", n_seeds, 1)
-    seed = _check_int("seed", seed, 0)
+    n_seeds = check_int("n_seeds", n_seeds, 1)
+    seed = check_int("seed", seed, 0)
     rng = np.random.default_rng(seed)
     ds = sample_datasets(bandit, data, n_seeds, config.dataset_size, rng, preferences=preferences)
     sizes = config.batch_sizes
@@ -405,9 +399,9 @@ class CompiledTrainer:
         if not isinstance(bandit, Bandit):
             raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
         learning_rate = check_positive("learning_rate", learning_rate)
-        S = _check_int("n_seeds", n_seeds, 1)
-        E = _check_int("epochs", epochs, 0)
-        C = max(1, min(_check_int("chunk", chunk, 1), E))
+        S = check_int("n_seeds", n_seeds, 1)
+        E = check_int("epochs", epochs, 0)
+        C = max(1, min(check_int("chunk", chunk, 1), E))
         self.methods, self.bandit, self.chunk = methods, bandit, C
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.shape = (S, E, len(self.sizes), *_category_shape(bandit))

@@ -37,6 +37,13 @@ def check_positive(name: str, value: float) -> float:
     return v
 
 
+def check_int(name: str, value: object, low: int) -> int:
+    """Return ``value`` as an int, requiring an integer (not a bool) >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValidationError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
 def check_unit_interval(name: str, value: float) -> float:
     """Return ``value`` as a float in [0, 1] (IPO-MD's mixture coefficient β)."""
     try:
