@@ -90,9 +90,8 @@ class _FusedTokenLogps(torch.autograd.Function):
                 z = _head(z, scale, softcap, inv_t)
                 if softcap is not None:
                     z.mul_(softcap * inv_t)
-                lab = labels[s:e] - v0
-                here = (lab >= 0) & (lab < v1 - v0)
-                zl = z.gather(-1, lab.clamp(0, v1 - v0 - 1)[:, None])[:, 0]
+                col, here = _in_tile(labels[s:e], v0, v1)
+                zl = z.gather(-1, col)[:, 0]
                 picked[s:e] = torch.where(here, zl, picked[s:e])
                 # Online logsumexp: rescale the running sum to the new max, add this tile.
                 m_new = torch.maximum(m, z.amax(-1))
@@ -125,9 +124,8 @@ class _FusedTokenLogps(torch.autograd.Function):
                     G = z.sub_(lse_c).exp_().mul_(-g_c)
                 else:  # t = tanh(scale·y/c): z = c·t/temperature, dz/dy = scale·(1 − t²)/T
                     G = torch.exp(t * (softcap * inv_t) - lse_c).mul_(-g_c)
-                lab = labels[s:e] - v0
-                here = (lab >= 0) & (lab < v1 - v0)
-                G.scatter_add_(-1, lab.clamp(0, v1 - v0 - 1)[:, None], (g[s:e] * here)[:, None])
+                col, here = _in_tile(labels[s:e], v0, v1)
+                G.scatter_add_(-1, col, (g[s:e] * here)[:, None])
                 if softcap is not None:
                     G.mul_(t.square_().neg_().add_(1))
                 if scale * inv_t != 1.0:
@@ -152,6 +150,14 @@ class _FusedTokenLogps(torch.autograd.Function):
         gw = gw.to(weight.dtype) if need_w else None
         gb = gb.to(bias.dtype) if need_b else None
         return gh, gw, gb, None, None, None, None, None, None, None
+
+
+def _in_tile(labels: torch.Tensor, v0: int, v1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(column, here): each label's column in the vocabulary tile [v0, v1) (clamped, as a
+    (rows, 1) index) and whether the label lies in that tile."""
+    lab = labels - v0
+    here = (lab >= 0) & (lab < v1 - v0)
+    return lab.clamp(0, v1 - v0 - 1)[:, None], here
 
 
 def _token_blocks(
