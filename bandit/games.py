@@ -32,6 +32,10 @@ Jacobian S A / τ with eigenvalues ±iλ/τ and so diverges or cycles once τ < 
 made global by a backtracking line search on ½‖G‖² and by continuation in τ (homotopy from
 a large τ, where the problem is nearly linear, down to the requested τ).
 
+Names: the formulas keep IPO-MD's symbols; in the code the KL strength τ is ``beta``
+(:attr:`PreferenceGame.beta`, the same name as CoPG's β) and the mixture coefficient β is
+``mixture`` (e.g. ``ipo_md_fixed_point(game, mixture)``).
+
 Every solver returns a certificate: the duality gap for the Nash equilibrium, and the
 Eq. (13) residual max_y |log π(y) − log T(π)(y)| (T the right-hand side of Eq. 13,
 normalised) for the IPO-MD fixed point, computed directly from the definition.
@@ -42,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,14 +134,32 @@ def _advantage(P: NDArray, pi: NDArray) -> NDArray:
     return P @ pi - 0.5 * pi.sum()
 
 
+def _log_best_response(log_ref: NDArray, advantage: NDArray, beta: float) -> NDArray:
+    """log BR = log_softmax(log π_ref + advantage / τ), with ``advantage`` from
+    :func:`_advantage` (of π for the best response, of m_β(π) for the Eq. 13 map).
+
+    The one place the regularised best response is computed; ``beta`` is the KL strength τ.
+    """
+    return log_softmax(log_ref + advantage / beta)
+
+
+def _duality_gap(beta: float, log_pi: NDArray, log_br: NDArray) -> float:
+    """gap(π) = 2τ KL(π‖BR(π)) from log π and log BR(π) (module doc); ``beta`` is τ.
+
+    KL >= 0; a negative value is rounding (|.| ~ 1e-16) and is reported as 0.
+    """
+    return max(0.0, 2.0 * beta * float(kl(log_pi, log_br)))
+
+
 def best_response(game: PreferenceGame, log_pi: ArrayLike) -> NDArray[np.float64]:
     """Regularised best response to π: log BR(π) = log_softmax(log π_ref + P π / τ).
 
-    The maximiser of f(·, π) in IPO-MD Eq. (9) (the closed form of Eq. 7 with μ = π).
+    The maximiser of f(·, π) in IPO-MD Eq. (9) (the closed form of Eq. 7 with μ = π),
+    τ being ``game.beta``.
     """
     _check_game(game)
     pi = np.exp(_check_policy(game, "log_pi", log_pi))
-    return log_softmax(game.log_ref + _advantage(game.P, pi) / game.tau)
+    return _log_best_response(game.log_ref, _advantage(game.P, pi), game.beta)
 
 
 def game_value(game: PreferenceGame, log_pi1: ArrayLike, log_pi2: ArrayLike) -> float:
@@ -145,7 +168,8 @@ def game_value(game: PreferenceGame, log_pi1: ArrayLike, log_pi2: ArrayLike) -> 
     lp1 = _check_policy(game, "log_pi1", log_pi1)
     lp2 = _check_policy(game, "log_pi2", log_pi2)
     pref = float(np.exp(lp1) @ game.P @ np.exp(lp2))
-    return pref - game.tau * float(kl(lp1, game.log_ref)) + game.tau * float(kl(lp2, game.log_ref))
+    beta = game.beta  # the KL strength τ
+    return pref - beta * float(kl(lp1, game.log_ref)) + beta * float(kl(lp2, game.log_ref))
 
 
 def exploitability(game: PreferenceGame, log_pi: ArrayLike) -> float:
@@ -155,27 +179,31 @@ def exploitability(game: PreferenceGame, log_pi: ArrayLike) -> float:
     """
     _check_game(game)
     lp = _check_policy(game, "log_pi", log_pi)
-    log_br = log_softmax(game.log_ref + _advantage(game.P, np.exp(lp)) / game.tau)
-    # KL >= 0; a negative value is rounding (|.| ~ 1e-16) and is reported as 0.
-    return max(0.0, 2.0 * game.tau * float(kl(lp, log_br)))
+    log_br = _log_best_response(game.log_ref, _advantage(game.P, np.exp(lp)), game.beta)
+    return _duality_gap(game.beta, lp, log_br)
 
 
-def _eq13_map(game: PreferenceGame, lp: NDArray[np.float64], beta: float) -> NDArray[np.float64]:
+def _eq13_map(game: PreferenceGame, lp: NDArray[np.float64], mixture: float) -> NDArray[np.float64]:
     """log T(π) = log_softmax(log π_ref + P m_β(π) / τ), the right-hand side of Eq. (13)."""
-    m = np.exp(geometric_mixture(lp, game.log_ref, beta))
-    return log_softmax(game.log_ref + _advantage(game.P, m) / game.tau)
+    m = np.exp(geometric_mixture(lp, game.log_ref, mixture))
+    return _log_best_response(game.log_ref, _advantage(game.P, m), game.beta)
 
 
-def fixed_point_residual(game: PreferenceGame, log_pi: ArrayLike, beta: float) -> float:
+def fixed_point_residual(game: PreferenceGame, log_pi: ArrayLike, mixture: float) -> float:
     """Eq. (13) residual max_y |log π(y) − log T(π)(y)| over the support of π_ref.
 
     T(π) ∝ π_ref exp(P m_β(π)/τ) with m_β(π) ∝ π^(1−β) π_ref^β, computed straight from the
     definition (IPO-MD Eq. 13); zero exactly at the IPO-MD(β)/Nash-MD-PG(β) fixed point.
+
+    Args:
+      game: the game; ``game.beta`` is the KL strength (IPO-MD's τ).
+      log_pi: log π, shape (n,).
+      mixture: the mixture coefficient (IPO-MD's β), in [0, 1].
     """
     _check_game(game)
-    beta = check_unit_interval("beta", beta)
+    mixture = check_unit_interval("mixture", mixture)
     lp = _check_policy(game, "log_pi", log_pi)
-    lt = _eq13_map(game, lp, beta)
+    lt = _eq13_map(game, lp, mixture)
     on = np.isfinite(game.log_ref)
     if not np.isfinite(lp[on]).all():
         return math.inf
@@ -187,18 +215,18 @@ def fixed_point_residual(game: PreferenceGame, log_pi: ArrayLike, beta: float) -
 # --------------------------------------------------------------------------- Newton core
 
 
-def _mixture(x: NDArray, log_ref: NDArray, beta: float) -> NDArray:
-    return np.exp(geometric_mixture(x, log_ref, beta))
+def _mixture(x: NDArray, log_ref: NDArray, mixture: float) -> NDArray:
+    return np.exp(geometric_mixture(x, log_ref, mixture))
 
 
-def _residual_G(P, log_ref, tau, beta, x) -> tuple[NDArray, NDArray]:
+def _residual_G(P, log_ref, beta, mixture, x) -> tuple[NDArray, NDArray]:
     """G(x) = x − log π_ref − (P m_β(x) − 1/2)/τ: the module's G over τ, minus a constant.
 
     Dividing by τ makes G a log-space residual; the −1/2 (see :func:`_advantage`) keeps the
     root x = O(log n) on the support, which sets the rounding floor of ‖G‖ to ε·O(log n).
     """
-    m = _mixture(x, log_ref, beta)
-    return x - log_ref - _advantage(P, m) / tau, m
+    m = _mixture(x, log_ref, mixture)
+    return x - log_ref - _advantage(P, m) / beta, m
 
 
 class _LinearSolver:
@@ -216,9 +244,9 @@ class _LinearSolver:
     :func:`_newton`); a fresh LU solves exactly.
     """
 
-    def __init__(self, P: NDArray, beta: float, max_krylov: int = 12) -> None:
+    def __init__(self, P: NDArray, mixture: float, max_krylov: int = 12) -> None:
         n = P.shape[0]
-        self.P, self.c, self.max_krylov = P, 1.0 - beta, max_krylov
+        self.P, self.c, self.max_krylov = P, 1.0 - mixture, max_krylov
         self.dense_ok = n <= DENSE_FALLBACK_MAX
         # GMRES (restart length, restarts) before the solver turns dense.
         self.free_budget = (max(40, n // 20), 1) if n <= DENSE_MAX else _LARGE_N_BUDGET
@@ -227,16 +255,16 @@ class _LinearSolver:
         self.lu = None
         self.factorisations = 0
 
-    def _matrix(self, tau: float, m: NDArray) -> NDArray:
-        a = self.c / tau
+    def _matrix(self, beta: float, m: NDArray) -> NDArray:
+        a = self.c / beta
         J = (-a) * (self.P * m[None, :])
         J += a * np.outer(self.P @ m, m)
         J[np.diag_indices(m.shape[0])] += 1.0
         return J
 
-    def solve(self, tau: float, m: NDArray, G: NDArray, rtol: float) -> NDArray:
+    def solve(self, beta: float, m: NDArray, G: NDArray, rtol: float) -> NDArray:
         """A Newton step d with ‖J d + G‖₂ <= rtol ‖G‖₂."""
-        P, a, n = self.P, self.c / tau, m.shape[0]
+        P, a, n = self.P, self.c / beta, m.shape[0]
         Pm = P @ m
 
         def matvec(v):
@@ -258,7 +286,7 @@ class _LinearSolver:
             d, info = gmres(M=M, restart=self.max_krylov, maxiter=1)
             if info == 0:
                 return d
-        self.lu = scipy.linalg.lu_factor(self._matrix(tau, m), check_finite=False)
+        self.lu = scipy.linalg.lu_factor(self._matrix(beta, m), check_finite=False)
         self.factorisations += 1
         return scipy.linalg.lu_solve(self.lu, -G, check_finite=False)
 
@@ -267,7 +295,7 @@ class _LinearSolver:
 _ETA_MAX, _ETA_MIN = 0.1, 1e-12
 
 
-def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
+def _newton(P, log_ref, beta, mixture, x, solver: _LinearSolver, *, gtol, max_iter):
     """Damped inexact Newton on G(x) = 0 with Armijo backtracking on φ = ½‖G‖².
 
     Each step solves J d = −G only to the relative residual η of Eisenstat & Walker (1996,
@@ -277,19 +305,19 @@ def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
     Returns (x, G, iterations, status) with status "ok" (‖G‖∞ <= gtol), "stalled" (no
     step length decreases φ: the rounding floor or a bad start) or "max_iter".
     """
-    G, m = _residual_G(P, log_ref, tau, beta, x)
+    G, m = _residual_G(P, log_ref, beta, mixture, x)
     phi = 0.5 * float(G @ G)
     it, eta = 0, _ETA_MAX
     while not np.all(np.abs(G) <= gtol(x) if callable(gtol) else np.abs(G) <= gtol):
         if it == max_iter:
             return x, G, it, "max_iter"
-        d = solver.solve(tau, m, G, rtol=eta)
+        d = solver.solve(beta, m, G, rtol=eta)
         it += 1
         t = 1.0
         # ‖J d + G‖ <= η‖G‖ gives ∇φ·d <= −2(1 − η)φ < −1e-4 φ: small t always pass the
         # sufficient-decrease test (Eisenstat & Walker's inexact-Newton backtracking).
         for _ in range(30):
-            Gn, mn = _residual_G(P, log_ref, tau, beta, x + t * d)
+            Gn, mn = _residual_G(P, log_ref, beta, mixture, x + t * d)
             phin = 0.5 * float(Gn @ Gn)
             if phin <= (1.0 - 1e-4 * t) * phi:
                 break
@@ -305,11 +333,11 @@ def _newton(P, log_ref, tau, beta, x, solver: _LinearSolver, *, gtol, max_iter):
     return x, G, it, "ok"
 
 
-def _rounding_floor(log_ref: NDArray, tau: float):
+def _rounding_floor(log_ref: NDArray, beta: float):
     """Per-entry rounding floor of G: 8ε(1 + |x − log π_ref| + 1/τ). x − log π_ref is O(1/τ)
     off the support and O(log n) on it, and (P m − 1/2)/τ carries an error ε/τ."""
     eps = np.finfo(np.float64).eps
-    return lambda x: 8 * eps * (1.0 + np.abs(x - log_ref) + 1.0 / tau)
+    return lambda x: 8 * eps * (1.0 + np.abs(x - log_ref) + 1.0 / beta)
 
 
 #: Newton steps allowed in an intermediate continuation stage before backing off.
@@ -319,7 +347,7 @@ _RATIO, _RATIO_MIN = 0.1, 1e-2
 
 
 def _solve_eq13(
-    P: NDArray, log_ref: NDArray, tau: float, beta: float, *, max_iter: int = 1000
+    P: NDArray, log_ref: NDArray, beta: float, mixture: float, *, max_iter: int = 1000
 ) -> tuple[NDArray, int]:
     """Root of G (Eq. 13 at mixture β) by continuation in τ with warm-started Newton.
 
@@ -328,9 +356,9 @@ def _solve_eq13(
     Intermediate stages stop at ‖G‖∞ <= 1e-6 (a warm start only); the last stage runs
     Newton until no step decreases ‖G‖ (the rounding floor, ≈ ε‖x‖∞).
     """
-    solver = _LinearSolver(P, beta)
+    solver = _LinearSolver(P, mixture)
     with _one_blas_thread() if P.shape[0] <= DENSE_MAX else contextlib.nullcontext():
-        return _continuation(P, log_ref, tau, beta, solver, max_iter)
+        return _continuation(P, log_ref, beta, mixture, solver, max_iter)
 
 
 @functools.cache
@@ -341,46 +369,69 @@ def _blas_pools():
     return ThreadpoolController()
 
 
+#: Guards the BLAS limit shared by concurrent solves (see :func:`_one_blas_thread`).
+_BLAS_LOCK = threading.Lock()
+#: [number of solves inside the limit, the active limiter or None].
+_BLAS_STATE: list = [0, None]
+
+
+@contextlib.contextmanager
 def _one_blas_thread():
     """Single-threaded BLAS for the dense solver, whose calls are small (n² matvecs, an
     n ≤ 2500 LU): handing them to numpy's and scipy's OpenBLAS thread pools costs more than
-    the threads save (measured: 2.2× slower at n = 1000 on 2 cores). The limit is
-    process-wide and lasts for the solve."""
-    return _blas_pools().limit(limits=1, user_api="blas")
+    the threads save (measured: 2.2× slower at n = 1000 on 2 cores).
+
+    A BLAS pool's size is process-wide, so the limit is scoped: it is set on entry and the
+    caller's limits are restored on exit, also on an exception. Concurrent solves (threads)
+    share one limit: the first to enter sets it and the last to leave restores the limits
+    found by the first, so overlapping solves cannot leave the process at one thread.
+    """
+    with _BLAS_LOCK:
+        if _BLAS_STATE[0] == 0:
+            _BLAS_STATE[1] = _blas_pools().limit(limits=1, user_api="blas")
+        _BLAS_STATE[0] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE[0] -= 1
+            if _BLAS_STATE[0] == 0:
+                limiter, _BLAS_STATE[1] = _BLAS_STATE[1], None
+                limiter.restore_original_limits()
 
 
 def _continuation(
-    P: NDArray, log_ref: NDArray, tau: float, beta: float, solver: _LinearSolver, max_iter: int
+    P: NDArray, log_ref: NDArray, beta: float, mixture: float, solver: _LinearSolver, max_iter: int
 ) -> tuple[NDArray, int]:
     """The continuation loop of :func:`_solve_eq13`."""
     # For τ >= 2(1 − β) max|P − 1/2| the plain map is a contraction and Newton from π_ref
     # converges at once: start there, or directly at τ when τ is that large.
     spread = float(np.max(np.abs(P - 0.5)))
-    tau_done, x = None, log_ref.copy()
-    tau_k = max(tau, 2.0 * (1.0 - beta) * spread)
+    beta_done, x = None, log_ref.copy()
+    beta_k = max(beta, 2.0 * (1.0 - mixture) * spread)
     total, r = 0, _RATIO
     while total <= max_iter:
-        final = tau_k == tau
-        gtol = _rounding_floor(log_ref, tau) if final else 1e-6
+        final = beta_k == beta
+        gtol = _rounding_floor(log_ref, beta) if final else 1e-6
         xn, G, it, status = _newton(
-            P, log_ref, tau_k, beta, x, solver, gtol=gtol, max_iter=_STAGE_ITERS
+            P, log_ref, beta_k, mixture, x, solver, gtol=gtol, max_iter=_STAGE_ITERS
         )
         total += it
         # At the last stage "stalled" with a small G is the rounding floor: accept it.
         ok = status == "ok" or (final and status == "stalled" and np.max(np.abs(G)) < 1e-8)
         if ok:
-            x, tau_done = xn, tau_k
+            x, beta_done = xn, beta_k
             if final:
                 return x, total
             r = max(r * r, _RATIO_MIN) if it <= 3 else r
-            tau_k = max(tau, tau_k * r)
+            beta_k = max(beta, beta_k * r)
             continue
-        if tau_done is None:  # not expected: the first stage is nearly linear
-            raise RuntimeError(f"Newton failed at the starting temperature τ = {tau_k:g}")
+        if beta_done is None:  # not expected: the first stage is nearly linear
+            raise RuntimeError(f"Newton failed at the starting temperature τ = {beta_k:g}")
         r = math.sqrt(r)
         if r > 0.999:
             break
-        tau_k = max(tau, tau_done * r)
+        beta_k = max(beta, beta_done * r)
     return x, total
 
 
@@ -407,13 +458,13 @@ def nash_equilibrium(game: PreferenceGame, *, tol: float = 1e-12) -> GameSolutio
     """
     _check_game(game)
     P, log_ref, on = _on_support(game)
-    x, it = _solve_eq13(P, log_ref, game.tau, 0.0)
+    x, it = _solve_eq13(P, log_ref, game.beta, 0.0)
     lp = _embed(x, on)
     gap = exploitability(game, lp)
     return GameSolution(lp, gap, it, gap < tol)
 
 
-def ipo_md_fixed_point(game: PreferenceGame, beta: float, *, tol: float = 1e-10) -> GameSolution:
+def ipo_md_fixed_point(game: PreferenceGame, mixture: float, *, tol: float = 1e-10) -> GameSolution:
     """The IPO-MD(β) / Nash-MD-PG(β) fixed point π ∝ π_ref exp(P m_β(π)/τ) (IPO-MD Eq. 13).
 
     Solved directly from Eq. (13) (Newton with continuation in τ), not through Prop. 5.2,
@@ -421,13 +472,18 @@ def ipo_md_fixed_point(game: PreferenceGame, beta: float, *, tol: float = 1e-10)
     best response to π_ref. ``residual`` is :func:`fixed_point_residual`, a log-space
     residual whose rounding floor is about 8ε/τ (≈ 2e-12 at τ = 1e-3), hence the default
     ``tol`` of 1e-10 for ``converged``.
+
+    Args:
+      game: the game; ``game.beta`` is the KL strength (IPO-MD's τ).
+      mixture: the mixture coefficient (IPO-MD's β), in [0, 1].
+      tol: the residual below which ``converged`` is set.
     """
     _check_game(game)
-    beta = check_unit_interval("beta", beta)
+    mixture = check_unit_interval("mixture", mixture)
     P, log_ref, on = _on_support(game)
-    x, it = _solve_eq13(P, log_ref, game.tau, beta)
+    x, it = _solve_eq13(P, log_ref, game.beta, mixture)
     lp = _embed(x, on)
-    res = fixed_point_residual(game, lp, beta)
+    res = fixed_point_residual(game, lp, mixture)
     return GameSolution(lp, res, it, res < tol)
 
 
@@ -452,14 +508,14 @@ def damped_fixed_point_nash(
 
     _check_game(game)
     t0 = time.perf_counter()
-    P, log_ref, tau = game.P, game.log_ref, game.tau
+    P, log_ref, beta = game.P, game.log_ref, game.beta
     pi = game.ref.copy()
     gap, it = math.inf, 0
     for it in range(1, max_iter + 1):  # noqa: B007 (used after the loop)
-        lbr = log_softmax(log_ref + _advantage(P, pi) / tau)
+        lbr = _log_best_response(log_ref, _advantage(P, pi), beta)
         with np.errstate(divide="ignore"):
             lp = np.log(pi)
-        gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
+        gap = _duality_gap(beta, lp, lbr)
         if gap < tol or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
             break
         pi = (1.0 - step) * pi + step * np.exp(lbr)
@@ -486,14 +542,14 @@ def mirror_descent_nash(
 
     _check_game(game)
     t0 = time.perf_counter()
-    P, log_ref, tau = game.P, game.log_ref, game.tau
+    P, log_ref, beta = game.P, game.log_ref, game.beta
     lp = log_ref.copy()
     gap, it = math.inf, 0
     for it in range(1, max_iter + 1):  # noqa: B007
         g = _advantage(P, np.exp(lp))
-        lbr = log_softmax(log_ref + g / tau)
-        gap = max(0.0, 2.0 * tau * float(kl(lp, lbr)))
+        lbr = _log_best_response(log_ref, g, beta)
+        gap = _duality_gap(beta, lp, lbr)
         if gap < tol or (max_seconds is not None and time.perf_counter() - t0 > max_seconds):
             break
-        lp = log_softmax((lp + lr * tau * log_ref + lr * g) / (1.0 + lr * tau))
+        lp = log_softmax((lp + lr * beta * log_ref + lr * g) / (1.0 + lr * beta))
     return GameSolution(lp, gap, it, gap < tol)

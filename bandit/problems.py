@@ -122,17 +122,18 @@ class Bandit:
 class PreferenceGame:
     """The KL-regularised two-player preference game of IPO-MD Eq. (9).
 
-    Player i receives E_{y∼π_i, y'∼π_−i}[p(y ≻ y')] − τ KL(π_i‖π_ref) + τ KL(π_−i‖π_ref).
+    Player i receives E_{y∼π_i, y'∼π_−i}[p(y ≻ y')] − β KL(π_i‖π_ref) + β KL(π_−i‖π_ref),
+    with β the KL strength (IPO-MD's τ).
 
     Attributes:
       P: P[y, y'] = p(y ≻ y'), shape (n, n), with P + Pᵀ = 1 and diag(P) = 1/2.
       ref: π_ref, shape (n,).
-      tau: τ > 0.
+      beta: the KL strength β > 0 (IPO-MD's τ).
     """
 
     P: NDArray[np.float64]
     ref: NDArray[np.float64]
-    tau: float
+    beta: float
     allow_ref_zeros: bool = False
     log_ref: NDArray[np.float64] = field(init=False, repr=False)
 
@@ -140,7 +141,7 @@ class PreferenceGame:
         self,
         P: ArrayLike,
         ref: ArrayLike | None = None,
-        tau: float = 1.0,
+        beta: float = 1.0,
         *,
         allow_ref_zeros: bool = False,
     ) -> None:
@@ -154,13 +155,13 @@ class PreferenceGame:
         check_shape("ref", ref_a, (n,))
         object.__setattr__(self, "P", Pa)
         object.__setattr__(self, "ref", ref_a)
-        object.__setattr__(self, "tau", check_positive("tau", tau))
+        object.__setattr__(self, "beta", check_positive("beta", beta))
         object.__setattr__(self, "allow_ref_zeros", bool(allow_ref_zeros))
         object.__setattr__(self, "log_ref", _log(ref_a))
 
     @classmethod
     def bradley_terry(
-        cls, rewards: ArrayLike, ref: ArrayLike | None = None, tau: float = 1.0, **kw
+        cls, rewards: ArrayLike, ref: ArrayLike | None = None, beta: float = 1.0, **kw
     ) -> PreferenceGame:
         """The game whose preferences are Bradley–Terry on rewards: p(y≻y') = σ(R(y) − R(y'))."""
         from scipy.special import expit
@@ -168,7 +169,7 @@ class PreferenceGame:
         R = check_finite("rewards", rewards)
         if R.ndim != 1:
             raise ValidationError(f"rewards must have shape (n,), got {R.shape}")
-        return cls(expit(R[:, None] - R[None, :]), ref, tau, **kw)
+        return cls(expit(R[:, None] - R[None, :]), ref, beta, **kw)
 
     @property
     def n_actions(self) -> int:

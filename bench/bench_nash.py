@@ -1,16 +1,17 @@
 """Benchmark: regularised Nash equilibrium (IPO-MD Eq. 12) of random preference games.
 
-For each n and τ: our solver (Newton + continuation, bandit.games.nash_equilibrium) and two
-baselines run in the same process to the *same* duality gap (the solver's gap, floored at
-1e-10): damped fixed-point iteration π ← (1−α)π + α BR(π) and magnetic mirror descent
-(Sokota et al. 2022). Each baseline gets the step size that is optimal for its linearisation
-at the equilibrium (α = 1/(1 + λ²/τ²), with λ the spectral radius of S^½ A S^½), and a
-time budget; "-" marks a baseline that did not reach the gap within it.
+For each n and KL strength β (IPO-MD's τ): our solver (Newton + continuation,
+bandit.games.nash_equilibrium) and two baselines run in the same process to the *same*
+duality gap (the solver's gap, floored at 1e-10): damped fixed-point iteration
+π ← (1−α)π + α BR(π) and magnetic mirror descent (Sokota et al. 2022). Each baseline gets
+the step size that is optimal for its linearisation at the equilibrium
+(α = 1/(1 + λ²/β²), with λ the spectral radius of S^½ A S^½), and a time budget; "-"
+marks a baseline that did not reach the gap within it.
 
-    python bench/bench_nash.py            # n = 3 … 10⁴, τ = 1 … 1e-3
-    python bench/bench_nash.py --quick    # n ≤ 1000, shorter budget
+    python -m bench.bench_nash            # n = 3 … 10⁴, β = 1 … 1e-3
+    python -m bench.bench_nash --quick    # n ≤ 1000, shorter budget
 
-Target (issue 5): n = 1000 at τ = 1e-3 to a gap < 1e-10 in under 1 s.
+Target (issue 5): n = 1000 at β = 1e-3 to a gap < 1e-10 in under 1 s.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from bandit.games import damped_fixed_point_nash, mirror_descent_nash, nash_equi
 from bandit.problems import PreferenceGame
 
 
-def random_game(n: int, tau: float, seed: int = 0) -> PreferenceGame:
+def random_game(n: int, beta: float, seed: int = 0) -> PreferenceGame:
     """P[i, j] ∼ U(0, 1) above the diagonal, 1 − P[j, i] below, 1/2 on it; π_ref uniform."""
     rng = np.random.default_rng(seed)
     P = np.triu(rng.uniform(size=(n, n)), 1)
     P = P + np.tril(1.0 - P.T, -1)
     np.fill_diagonal(P, 0.5)
-    return PreferenceGame(P, None, tau)
+    return PreferenceGame(P, None, beta)
 
 
 def _lambda(game: PreferenceGame, pi: np.ndarray) -> float:
@@ -58,22 +59,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="n <= 1000 and a 5 s baseline budget")
     args = ap.parse_args()
     ns = [3, 10, 100, 1000] if args.quick else [3, 10, 100, 1000, 10_000]
-    taus = [1.0, 1e-1, 1e-2, 1e-3]
+    betas = [1.0, 1e-1, 1e-2, 1e-3]
     budget = 5.0 if args.quick else 20.0
     print(
-        f"{'n':>6} {'tau':>6} | {'newton s':>9} {'gap':>8} | {'damped s':>9} {'gap':>8} | "
+        f"{'n':>6} {'beta':>6} | {'newton s':>9} {'gap':>8} | {'damped s':>9} {'gap':>8} | "
         f"{'mmd s':>9} {'gap':>8} | {'speed-up':>8}"
     )
     for n in ns:
-        for tau in taus:
-            game = random_game(n, tau)
+        for beta in betas:
+            game = random_game(n, beta)
             t0 = time.perf_counter()
             sol = nash_equilibrium(game)
             t_newton = time.perf_counter() - t0
             target = max(sol.residual, 1e-10)
             lam = _lambda(game, sol.policy)
-            alpha = 1.0 / (1.0 + (lam / tau) ** 2)
-            eta = alpha / (tau * (1.0 - alpha)) if alpha < 1 else 1e6
+            alpha = 1.0 / (1.0 + (lam / beta) ** 2)
+            eta = alpha / (beta * (1.0 - alpha)) if alpha < 1 else 1e6
             rows = []
             for fn, step in ((damped_fixed_point_nash, alpha), (mirror_descent_nash, eta)):
                 t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def main() -> None:
             else:
                 ratio = f">{budget / t_newton:7.0f}x"
             print(
-                f"{n:>6} {tau:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
+                f"{n:>6} {beta:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
                 f"{cells[1]} | {ratio}",
                 flush=True,
             )

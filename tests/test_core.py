@@ -205,11 +205,11 @@ def test_zeros_in_reference_need_explicit_permission() -> None:
 
 
 @pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf"), "x"])
-def test_bad_beta_and_tau(beta) -> None:
+def test_bad_beta(beta) -> None:
     with pytest.raises(ValueError, match="beta"):
         Bandit.single([1.0, 2.0], beta)
-    with pytest.raises(ValueError, match="tau"):
-        PreferenceGame([[0.5, 0.5], [0.5, 0.5]], tau=beta)
+    with pytest.raises(ValueError, match="beta"):
+        PreferenceGame([[0.5, 0.5], [0.5, 0.5]], beta=beta)
 
 
 def test_bad_rewards_and_shapes() -> None:
@@ -238,7 +238,7 @@ BAD_MATRICES = {
 def test_bad_preference_matrices(case: str) -> None:
     P, msg = BAD_MATRICES[case]
     with pytest.raises(ValueError, match=msg) as e:
-        PreferenceGame(P, tau=0.1)
+        PreferenceGame(P, beta=0.1)
     assert "P" in str(e.value)
 
 
@@ -248,11 +248,11 @@ def test_perturbed_preference_matrix_is_rejected(n: int, seed: int, eps: float) 
     rng = np.random.default_rng(seed)
     U = np.triu(rng.uniform(0, 1, (n, n)), 1)
     P = U + np.tril(1 - U.T, -1) + 0.5 * np.eye(n)
-    PreferenceGame(P, tau=1.0)
+    PreferenceGame(P, beta=1.0)
     i, j = (int(v) for v in rng.choice(n, 2, replace=False))
     P[i, j] = P[i, j] + eps if P[i, j] + eps <= 1 else P[i, j] - eps
     with pytest.raises(ValidationError, match=rf"P\[{min(i, j)},{max(i, j)}\]|P\[{i},{j}\]"):
-        PreferenceGame(P, tau=1.0)
+        PreferenceGame(P, beta=1.0)
 
 
 @pytest.mark.parametrize(

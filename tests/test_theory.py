@@ -9,6 +9,7 @@ as printed is rejected too. Then ``python -m theory --quick`` end to end.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -22,7 +23,8 @@ from hypothesis import strategies as st
 
 from bandit.problems import Bandit
 from theory import CLAIMS, run_claims
-from theory.claims import SAMPLERS, BanditInstance, claim_rng
+from theory.claims import claim_rng
+from theory.instances import SAMPLERS, BanditInstance
 from theory.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,56 @@ def _non_degenerate(cid: str, inst) -> bool:
     for x, y, _ in inst.batch:
         change[x] += inst.delta[x] * (np.eye(n)[y] - pi[x])
     return float(np.abs(change).max()) > 1e-6
+
+
+def _theory_imports() -> dict[str, set[str]]:
+    """theory's intra-package imports, module → the theory modules it imports (anywhere in
+    the file, function bodies included)."""
+    graph = {}
+    for path in sorted((ROOT / "theory").glob("*.py")):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("theory."):
+                deps.add(node.module.split(".")[1])
+        graph[path.stem] = deps
+    return graph
+
+
+def test_theory_imports_form_a_dag():
+    """No import cycle inside theory/: only the package __init__ imports the paper modules
+    (which register the claims), and the paper modules never import one another."""
+    graph = _theory_imports()
+    papers = {"copg", "ipo_md", "p3o"}
+    for module, deps in graph.items():
+        if module != "__init__":
+            assert not deps & papers, f"theory.{module} imports {sorted(deps & papers)}"
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, "import cycle: " + " -> ".join((*path, module))
+        if module not in done:
+            for dep in graph.get(module, ()):
+                visit(dep, (*path, module))
+            done.add(module)
+
+    for module in graph:
+        visit(module, ())
+
+
+def test_negative_control_import_cycle_is_detected(monkeypatch):
+    """The DAG check rejects a cycle that involves no paper module (instances ↔ registry)
+    and a paper module imported outside __init__ (claims → copg, the old cycle)."""
+    graph = _theory_imports()
+    cyclic = {**graph, "instances": graph["instances"] | {"registry"}}
+    monkeypatch.setattr(sys.modules[__name__], "_theory_imports", lambda: cyclic)
+    with pytest.raises(AssertionError, match="import cycle"):
+        test_theory_imports_form_a_dag()
+    old = {**graph, "claims": graph["claims"] | {"copg"}}
+    monkeypatch.setattr(sys.modules[__name__], "_theory_imports", lambda: old)
+    with pytest.raises(AssertionError, match=r"theory\.claims imports"):
+        test_theory_imports_form_a_dag()
 
 
 def test_every_required_claim_is_registered():

@@ -4,19 +4,16 @@
 :mod:`theory.copg`, :mod:`theory.ipo_md`, :mod:`theory.p3o`), :func:`run_claims` runs
 them on seeded random instances, and :mod:`theory.strategies` generates instances for
 hypothesis property tests.
+
+Imports form a DAG: :mod:`theory.instances` ← :mod:`theory.registry`, and
+:mod:`theory.checks` (shared helpers) ← the paper modules ← this package, which imports
+every paper module (registering its claims) before the runner :mod:`theory.claims`.
 """
 
 from . import copg, ipo_md, p3o  # noqa: F401  (each registers its paper's claims)
-from .claims import (
-    CLAIMS,
-    BanditInstance,
-    Claim,
-    ClaimResult,
-    GameInstance,
-    GaussianInstance,
-    run_claim,
-    run_claims,
-)
+from .claims import ClaimResult, run_claim, run_claims
+from .instances import BanditInstance, GameInstance, GaussianInstance
+from .registry import CLAIMS, Claim
 
 __all__ = [
     "CLAIMS",

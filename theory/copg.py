@@ -20,20 +20,19 @@ from bandit.exact import optimal_policy
 from bandit.expected import OfflineData, pair_losses
 from bandit.policy import log_softmax
 
-from .claims import (
+from .checks import (
     E_GRAD,
     E_LOSS,
-    BanditInstance,
-    Claim,
     engine,
     exact,
     jtables,
-    register,
+    offline_ipo_optimum,
     rel_err,
     scores,
     stationary_residual,
 )
-from .ipo_md import offline_ipo_optimum
+from .instances import BanditInstance
+from .registry import Claim, register
 
 __all__ = [
     "eq5_loss",

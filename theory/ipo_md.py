@@ -23,21 +23,20 @@ from bandit.expected import OfflineData
 from bandit.policy import geometric_mixture, log_softmax
 from bandit.problems import PreferenceGame
 
-from .claims import (
+from .checks import (
     E_GRAD,
-    Claim,
-    GameInstance,
-    GaussianInstance,
     engine,
     exact,
     jtables,
-    register,
+    offline_ipo_optimum,
     rel_err,
     scores,
     stationary_residual,
 )
+from .instances import GameInstance, GaussianInstance
+from .registry import Claim, register
 
-__all__ = ["offline_ipo_optimum", "self_play_direction"]
+__all__ = ["self_play_direction"]
 
 TOL = 1e-10
 TOL_REASON = "float64: ≤25 summed terms × few ulps ≈ 1e-13 relative, ×1000 margin"
@@ -49,19 +48,10 @@ FP_REASON = "solver certificate ≤ 1e-12, × ‖J⁻¹‖ ≤ 1/τ ≤ 20, × L
 CERT_MAX = 1e-11
 
 
-def offline_ipo_optimum(log_ref, pref, mu, tau):
-    """log π* of IPO-MD Eq. (7): π*(y) ∝ π_ref(y) exp(E_{Y'∼μ}[p(y ≻ Y')]/τ).
-
-    Shapes: log_ref and mu (..., n), pref (..., n, n) with pref[..., y, y'] = p(y ≻ y').
-    """
-    p_vs_mu = np.einsum("...ij,...j->...i", np.asarray(pref), np.asarray(mu))
-    return log_softmax(np.asarray(log_ref) + p_vs_mu / tau)
-
-
 def _scale(game: PreferenceGame, log_pi) -> float:
     """Size of the IPO targets: |h| and 1/(2τ) enter every pair's residual."""
     h = np.asarray(log_pi).reshape(-1) - game.log_ref
-    return 1.0 + float(np.max(np.abs(h))) + 1.0 / game.tau
+    return 1.0 + float(np.max(np.abs(h))) + 1.0 / game.beta
 
 
 def _engine_grad(method, game, theta, data=None, *, mixture=0.0, tab=None):
@@ -81,7 +71,7 @@ def _certified(sol) -> None:
 @exact
 def _eq7(inst: GameInstance, temp: float = 1.0) -> float:
     g = inst.game
-    lp = offline_ipo_optimum(g.log_ref, g.P, inst.mu, temp * g.tau)
+    lp = offline_ipo_optimum(g.log_ref, g.P, inst.mu, temp * g.beta)
     return stationary_residual("ipo", g, OfflineData(inst.mu, inst.mu), lp, _scale(g, lp))
 
 
@@ -105,11 +95,11 @@ register(
 
 
 @exact
-def _prop41(inst: GameInstance, tau_factor: float = 1.0) -> float:
+def _prop41(inst: GameInstance, beta_factor: float = 1.0) -> float:
     from bandit.games import nash_equilibrium
 
     g = inst.game
-    ne = nash_equilibrium(PreferenceGame(g.P, g.ref, tau_factor * g.tau))
+    ne = nash_equilibrium(PreferenceGame(g.P, g.ref, beta_factor * g.beta))
     _certified(ne)
     lp = ne.log_policy
     return stationary_residual("online_ipo", g, None, lp, _scale(g, lp), unique=False)
@@ -126,7 +116,7 @@ register(
         _prop41,
         FP_TOL,
         FP_REASON,
-        lambda i: _prop41(i, tau_factor=2.0),
+        lambda i: _prop41(i, beta_factor=2.0),
         "the Nash equilibrium of the game at temperature 2τ",
     )
 )
@@ -136,14 +126,17 @@ register(
 
 
 @partial(jax.jit, static_argnums=4)
-def self_play_direction(theta, P, log_ref, tau, stop_opponent: bool = True):
-    """∇_θ [E_{y∼π, y'∼SG[π]} p(y ≻ y') − τ KL(π‖π_ref)], IPO-MD §4.2, written out."""
+def self_play_direction(theta, P, log_ref, beta, stop_opponent: bool = True):
+    """∇_θ [E_{y∼π, y'∼SG[π]} p(y ≻ y') − τ KL(π‖π_ref)], IPO-MD §4.2, written out.
+
+    ``beta`` is the KL strength τ.
+    """
 
     def payoff(t):
         lp = log_softmax(t)
         pi = jnp.exp(lp)
         opp = jax.lax.stop_gradient(pi) if stop_opponent else pi
-        return pi @ P @ opp - tau * jnp.sum(pi * (lp - log_ref))
+        return pi @ P @ opp - beta * jnp.sum(pi * (lp - log_ref))
 
     return jax.grad(payoff)(theta)
 
@@ -153,9 +146,9 @@ def _prop42(inst: GameInstance, stop_opponent: bool = True) -> float:
     g = inst.game
     lhs = _engine_grad("online_ipo", g, inst.logits)
     d = self_play_direction(
-        jnp.asarray(inst.logits), jnp.asarray(g.P), jnp.asarray(g.log_ref), g.tau, stop_opponent
+        jnp.asarray(inst.logits), jnp.asarray(g.P), jnp.asarray(g.log_ref), g.beta, stop_opponent
     )
-    return rel_err(lhs, -(4.0 / g.tau) * d)
+    return rel_err(lhs, -(4.0 / g.beta) * d)
 
 
 register(
@@ -196,7 +189,7 @@ def _pieces_core(th, log_ref, P, mixture):
 def _prop51_nash(inst: GameInstance, under_mixture: bool = False) -> float:
     g = inst.game
     pi, mix, h, p_mix, s = _pieces(inst)
-    gy = (p_mix - g.tau * h)[:, None] * s  # g(y) as printed (without −½: E_π∇log π = 0)
+    gy = (p_mix - g.beta * h)[:, None] * s  # g(y) as printed (without −½: E_π∇log π = 0)
     w = mix if under_mixture else pi
     rhs = -jnp.einsum("y,ya->a", w, gy)
     lhs = _engine_grad("nash_md_pg", g, inst.logits, mixture=inst.mixture)
@@ -223,13 +216,13 @@ register(
 def _prop51_ipo_md(inst: GameInstance, variant: str = "corrected") -> float:
     g = inst.game
     _, mix, h, p_mix, s = _pieces(inst)
-    A = p_mix - g.tau * h
+    A = p_mix - g.beta * h
     if variant == "corrected":  # centred under π'
-        rhs = -(4.0 / g.tau) * jnp.einsum("y,ya->a", mix * (A - mix @ A), s)
+        rhs = -(4.0 / g.beta) * jnp.einsum("y,ya->a", mix * (A - mix @ A), s)
     elif variant == "uncentred":  # the proof's g(y) with −½, assuming E_π'[∇log π] = 0
-        rhs = -(4.0 / g.tau) * jnp.einsum("y,ya->a", mix * (A - 0.5), s)
+        rhs = -(4.0 / g.beta) * jnp.einsum("y,ya->a", mix * (A - 0.5), s)
     else:  # as printed: −(2/τ) E_π'[g(y)], g(y) = ∇log π(y)(p(y ≻ π') − τ h(y))
-        rhs = -(2.0 / g.tau) * jnp.einsum("y,ya->a", mix * A, s)
+        rhs = -(2.0 / g.beta) * jnp.einsum("y,ya->a", mix * A, s)
     lhs = _engine_grad("ipo_md", g, inst.logits, mixture=inst.mixture)
     return rel_err(lhs, rhs)
 
@@ -258,7 +251,7 @@ register(
 
 
 @exact
-def _prop52(inst: GameInstance, tau_map=lambda tau, b: tau / (1 - b)) -> float:
+def _prop52(inst: GameInstance, beta_map=lambda beta, b: beta / (1 - b)) -> float:
     from bandit.games import ipo_md_fixed_point, nash_equilibrium
 
     g, b = inst.game, inst.mixture
@@ -269,7 +262,7 @@ def _prop52(inst: GameInstance, tau_map=lambda tau, b: tau / (1 - b)) -> float:
     # Eq. (13): π*_β is stationary for both IPO-MD(β) and Nash-MD-PG(β).
     r1 = stationary_residual("ipo_md", g, None, lp, scale, unique=False, mixture=b)
     r2 = stationary_residual("nash_md_pg", g, None, lp, scale, unique=False, mixture=b)
-    ne = nash_equilibrium(PreferenceGame(g.P, g.ref, tau_map(g.tau, b)))
+    ne = nash_equilibrium(PreferenceGame(g.P, g.ref, beta_map(g.beta, b)))
     _certified(ne)
     mixed = geometric_mixture(lp, g.log_ref, b)
     return max(r1, r2, rel_err(mixed, ne.log_policy))
@@ -286,7 +279,7 @@ register(
         _prop52,
         FP_TOL,
         FP_REASON,
-        lambda i: _prop52(i, tau_map=lambda tau, b: tau * (1 - b)),
+        lambda i: _prop52(i, beta_map=lambda beta, b: beta * (1 - b)),
         "the Nash equilibrium at temperature τ(1−β)",
     )
 )
@@ -296,9 +289,9 @@ register(
 
 
 @partial(jax.jit, static_argnums=5)
-def _propE1_core(pi, h, s, P, tau, flip_cov):
+def _propE1_core(pi, h, s, P, beta, flip_cov):
     """Exact moments over (y, y') ∼ π ⊗ π of the two estimators of App. E, per logit."""
-    f = P - 0.5 - tau * (h[:, None] - h[None, :])  # f(y, y')
+    f = P - 0.5 - beta * (h[:, None] - h[None, :])  # f(y, y')
     w = pi[:, None] * pi[None, :]
     X1 = -s[:, None, :] * f[..., None]  # −∇log π(y) f(y, y'),   shape (n, n, n)
     X2 = s[None, :, :] * f[..., None]  # ∇log π(y') f(y, y')
@@ -328,10 +321,10 @@ def _propE1_core(pi, h, s, P, tau, flip_cov):
 def _propE1(inst: GameInstance, flip_cov: bool = False) -> float:
     g = inst.game
     pi, _, h, _, s = _pieces(inst)
-    pairs, mean_c, gap = _propE1_core(pi, h, s, jnp.asarray(g.P), g.tau, flip_cov)
+    pairs, mean_c, gap = _propE1_core(pi, h, s, jnp.asarray(g.P), g.beta, flip_cov)
     res = [rel_err(a, b) for a, b in pairs]
     # (4/τ)E[ĝ_contrastive] is the online IPO gradient (the constant of Prop. 4.2).
-    res.append(rel_err((4.0 / g.tau) * mean_c, _engine_grad("online_ipo", g, inst.logits)))
+    res.append(rel_err((4.0 / g.beta) * mean_c, _engine_grad("online_ipo", g, inst.logits)))
     res.append(max(0.0, float(gap)))
     return max(res)
 
@@ -426,8 +419,8 @@ def eq15_gradient(game: PreferenceGame, log_pi, mu, factor: float = 2.0):
     2τ (μ(y)/π(y)) Σ_y' μ(y')(p(y ≻ y') − σ(τ log(π(y)π_ref(y')/(π(y')π_ref(y))))).
     """
     h = np.asarray(log_pi) - game.log_ref
-    sig = expit(game.tau * (h[:, None] - h[None, :]))
-    return factor * game.tau * mu / np.exp(log_pi) * ((game.P - sig) @ mu)
+    sig = expit(game.beta * (h[:, None] - h[None, :]))
+    return factor * game.beta * mu / np.exp(log_pi) * ((game.P - sig) @ mu)
 
 
 @exact
@@ -466,7 +459,7 @@ def _thmG6(inst: GameInstance, wrong_sign: bool = False) -> float:
     lhs = _dJ_dpi(g, ne.log_policy, method="online_dpo")  # μ = π* (Lemma G.5)
     alpha, p = float(np.exp(ne.log_policy[0])), float(g.P[1, 0])  # the proof's α and p
     k = 1.0 - p - float(expit(p - 0.5 if wrong_sign else 0.5 - p))
-    rhs = 2.0 * g.tau * np.array([(1.0 - alpha) * k, -alpha * k])
+    rhs = 2.0 * g.beta * np.array([(1.0 - alpha) * k, -alpha * k])
     if abs(p - 0.5) > 1e-6 and np.max(np.abs(lhs)) < 1e-13:
         return math.inf  # Eq. (19) would hold with p ≠ ½: the theorem would be false
     return rel_err(lhs, rhs)
@@ -491,13 +484,13 @@ register(
 
 def _bt(inst: GameInstance) -> PreferenceGame:
     g = inst.game
-    return PreferenceGame.bradley_terry(inst.rewards, g.ref, g.tau)
+    return PreferenceGame.bradley_terry(inst.rewards, g.ref, g.beta)
 
 
 def _pi_r(inst: GameInstance, temp: float = 1.0):
     """log π^r of Eq. (21): π^r ∝ π_ref exp(r/τ)."""
     g = inst.game
-    return log_softmax(g.log_ref + inst.rewards / (temp * g.tau))
+    return log_softmax(g.log_ref + inst.rewards / (temp * g.beta))
 
 
 @exact

@@ -23,7 +23,9 @@ from bandit.expected import OfflineData
 from bandit.policy import log_softmax
 from bandit.problems import Bandit
 
-from .claims import E_GRAD, BanditInstance, Claim, engine, exact, jtables, register, rel_err
+from .checks import E_GRAD, engine, exact, jtables, rel_err
+from .instances import BanditInstance
+from .registry import Claim, register
 
 __all__ = ["plackett_luce_nll", "ppg_is_gradient", "ppo_policy_gradient"]
 

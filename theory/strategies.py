@@ -1,9 +1,9 @@
-"""Hypothesis strategies for the instances of :mod:`theory.claims` (a dev dependency).
+"""Hypothesis strategies for the instances of :mod:`theory.instances` (a dev dependency).
 
-They draw the same raw arrays as the seeded NumPy samplers of :mod:`theory.claims`, over
+They draw the same raw arrays as the seeded NumPy samplers of :mod:`theory.instances`, over
 the same ranges, and build the instances with the same constructors, so every instance
 is valid by construction: distributions are softmaxes (full support), preference matrices
-satisfy P + Pᵀ = 1 with diag(P) = 1/2, and β, τ are log-uniform.
+satisfy P + Pᵀ = 1 with diag(P) = 1/2, and the KL strengths β are log-uniform.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.special import softmax
 
-from .claims import (
+from .instances import (
     BATCH,
     BETA_RANGE,
+    GAME_BETA_RANGE,
     MAX_ACTIONS,
     MAX_PROMPTS,
     REWARD_SCALE,
     SPREAD,
-    TAU_RANGE,
     GaussianInstance,
     make_bandit_instance,
     make_game_instance,
@@ -84,7 +84,7 @@ def game_instances(draw, n: int | None = None, max_actions: int = MAX_ACTIONS):
     return make_game_instance(
         _array(draw, n * (n - 1) // 2, 0.02, 0.98),
         _dist(draw, n),
-        _log_uniform(draw, *TAU_RANGE),
+        _log_uniform(draw, *GAME_BETA_RANGE),
         _array(draw, n, -SPREAD, SPREAD),
         _dist(draw, n),
         draw(_floats(0.05, 0.95)),
@@ -97,7 +97,7 @@ def gaussian_instances() -> st.SearchStrategy[GaussianInstance]:
     return _floats(-3.0, 3.0).map(GaussianInstance)
 
 
-#: The strategy of each instance family of :data:`theory.claims.SAMPLERS`.
+#: The strategy of each instance family of :data:`theory.instances.SAMPLERS`.
 STRATEGIES: dict[str, st.SearchStrategy] = {
     "bandit": bandit_instances(),
     "game": game_instances(),
