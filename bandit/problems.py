@@ -1,4 +1,4 @@
-"""The two kinds of tabular problem: a (contextual) bandit and a preference game.
+"""The tabular problems, a (contextual) bandit and a preference game, and offline data.
 
 All arrays are float64 and validated on construction (see :mod:`bandit.validation`).
 Policies are held as log-probabilities with actions on the last axis.
@@ -20,7 +20,7 @@ from .validation import (
     check_shape,
 )
 
-__all__ = ["Bandit", "PreferenceGame"]
+__all__ = ["Bandit", "OfflineData", "PreferenceGame"]
 
 
 def _log(p: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -174,3 +174,50 @@ class PreferenceGame:
     @property
     def n_actions(self) -> int:
         return self.P.shape[0]
+
+
+@dataclass(frozen=True)
+class OfflineData:
+    """Offline pair distribution q(y, y'|x), shape (X, n, n).
+
+    ``OfflineData(mu1, mu2)`` is the independent case y ∼ μ1(·|x), y' ∼ μ2(·|x) (CoPG Eq. 6);
+    ``OfflineData.from_joint(q)`` takes any joint pair distribution, e.g. the empirical
+    frequencies of a finite dataset. ``mu1``/``mu2`` are always the marginals.
+    """
+
+    mu1: NDArray[np.float64]
+    mu2: NDArray[np.float64]
+    joint: NDArray[np.float64]
+
+    def __init__(self, mu1: ArrayLike, mu2: ArrayLike) -> None:
+        a = np.atleast_2d(check_distribution("mu1", mu1))
+        b = np.atleast_2d(check_distribution("mu2", mu2))
+        if a.ndim != 2:
+            raise ValidationError(f"mu1 must have shape (n,) or (X, n), got {a.shape}")
+        check_shape("mu2", b, a.shape)
+        object.__setattr__(self, "mu1", a)
+        object.__setattr__(self, "mu2", b)
+        object.__setattr__(self, "joint", a[:, :, None] * b[:, None, :])
+
+    @classmethod
+    def from_joint(cls, joint: ArrayLike) -> OfflineData:
+        """A joint pair distribution q(y, y'|x) of shape (X, n, n) or (n, n)."""
+        q = check_finite("joint", joint)
+        if q.ndim == 2:
+            q = q[None]
+        if q.ndim != 3 or q.shape[1] != q.shape[2]:
+            raise ValidationError(f"joint must have shape (X, n, n), got {q.shape}")
+        flat = check_distribution("joint (flattened per prompt)", q.reshape(q.shape[0], -1))
+        self = object.__new__(cls)
+        q = flat.reshape(q.shape)
+        object.__setattr__(self, "mu1", q.sum(axis=2))
+        object.__setattr__(self, "mu2", q.sum(axis=1))
+        object.__setattr__(self, "joint", q)
+        return self
+
+    @property
+    def is_product(self) -> bool:
+        """Whether q = μ1 ⊗ μ2 (the setting of CoPG Thm 1)."""
+        return bool(
+            np.allclose(self.joint, self.mu1[:, :, None] * self.mu2[:, None, :], atol=1e-15)
+        )
