@@ -7,16 +7,16 @@ Nothing here knows about claims or papers; :mod:`theory.copg`, :mod:`theory.ipo_
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bandit.expected import expected_value, tables
+from bandit.expected import expected_value
 from bandit.policy import log_softmax
+from bandit.precision import float64
+from bandit.prepare import tables
 
 __all__ = [
     "E_GRAD",
@@ -63,25 +63,18 @@ def offline_ipo_optimum(log_ref, pref, mu, beta):
 
 
 # ----------------------------------------------------------------------------- JAX helpers
-# Every check runs its JAX code inside ``jax.enable_x64(True)`` (never the global flag).
+# Every check runs its JAX code in float64 through the engine's one boundary
+# (:func:`bandit.precision.float64`, never the global flag).
 # The cores are jitted module-level functions of arrays, so one compilation per shape
 # serves every instance and claim of that shape (eager autodiff would recompile each
 # primitive and be ~10× slower).
 
-
-def exact(fn: Callable[..., float]) -> Callable[..., float]:
-    """Run ``fn`` under ``jax.enable_x64(True)`` so that every JAX array is float64."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.enable_x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapper
+#: Decorator for a check: run it with JAX in float64 (the engine's boundary).
+exact = float64
 
 
 def jtables(problem, preferences=None):
-    """:func:`bandit.expected.tables` as float64 JAX arrays (call under x64)."""
+    """:func:`bandit.prepare.tables` as float64 JAX arrays (call inside a check)."""
     return jax.tree_util.tree_map(jnp.asarray, tables(problem, preferences))
 
 

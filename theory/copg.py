@@ -17,8 +17,9 @@ import scipy.special
 
 from bandit import losses as L
 from bandit.exact import optimal_policy
-from bandit.expected import OfflineData, pair_losses
+from bandit.expected import pair_losses
 from bandit.policy import log_softmax
+from bandit.problems import OfflineData
 
 from .checks import (
     E_GRAD,

@@ -19,9 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import expit
 
-from bandit.expected import OfflineData
 from bandit.policy import geometric_mixture, log_softmax
-from bandit.problems import PreferenceGame
+from bandit.problems import OfflineData, PreferenceGame
 
 from .checks import (
     E_GRAD,

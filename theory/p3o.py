@@ -19,9 +19,9 @@ import numpy as np
 from scipy.special import logsumexp
 
 from bandit import losses as L
-from bandit.expected import OfflineData
+from bandit.methods import Pair, get_method
 from bandit.policy import log_softmax
-from bandit.problems import Bandit
+from bandit.problems import Bandit, OfflineData
 
 from .checks import E_GRAD, engine, exact, jtables, rel_err
 from .instances import BanditInstance
@@ -188,17 +188,20 @@ def _batch_grads_core(theta, old_theta, log_ref, batch, R, beta, method):
     def total(t):
         lp = log_softmax(t)
         h = lp - log_ref
-        if method in ("p3o_v1", "p3o_v2"):
-            ell = L.p3o_loss(
-                lp[xb, y1], lp[xb, y2], old[xb, y1], old[xb, y2], r1, r2, 0.2,
-                1 if method == "p3o_v1" else 2,
-            )  # fmt: skip
-        elif method == "dpo":  # labels from the Bradley–Terry model on r
-            ell = L.dpo_loss(h[xb, y1], h[xb, y2], jax.nn.sigmoid(r1 - r2), beta)
-        elif method == "copg":
-            ell = L.copg_loss(h[xb, y1], h[xb, y2], r1, r2, beta)
-        else:  # "pg": vanilla policy gradient on the pair, no baseline
-            ell = L.pg_loss(h[xb, y1], h[xb, y2], r1, r2, beta)
+        # The method's own per-pair loss on the sampled pairs. The rewards enter raw (no KL
+        # folded in: old_logratio = 0); DPO's labels are Bradley–Terry on r; pg has b = 0.
+        zero = jnp.zeros_like(r1)
+        pair = Pair(
+            logratio=(h[xb, y1], h[xb, y2]),
+            logp=(lp[xb, y1], lp[xb, y2]),
+            old_logp=(old[xb, y1], old[xb, y2]),
+            old_logratio=(zero, zero),
+            reward=(r1, r2),
+            preference=jax.nn.sigmoid(r1 - r2),
+            value=None,
+            beta=beta,
+        )
+        ell = get_method(method).loss(pair)
         return jnp.sum(ell)
 
     return jax.grad(total)(theta)
