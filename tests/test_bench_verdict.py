@@ -26,3 +26,23 @@ def test_verdict_classes():
     assert v.startswith("NOT met at c (1.200x)") and v.endswith(
         "; parity at b (1.111x; 0.909x in its best round)"
     )
+
+
+def test_bench_runs_from_any_directory(tmp_path):
+    """``python -m bench`` finds its scripts from outside the repository (installed package).
+    Negative control: a plain script path relative to the root is not found from there."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(out) >= 4 and all(p.endswith(".py") and "bench_" in p for p in out)
+    missing = subprocess.run(
+        [sys.executable, "bench/bench_nash.py", "--help"], cwd=tmp_path, capture_output=True
+    )
+    assert missing.returncode != 0
