@@ -1,5 +1,6 @@
 """IPO-MD App. F: IPO-MD(β) dynamics on a rock-paper-scissors preference game.
 
+In the package's names (README, Notation) IPO-MD's τ is ``beta`` and its β is ``mixture``.
 τ = 0.1, π_ref uniform; IPO-MD(β) trajectories (exact expected gradients, discrete steps)
 for several β ∈ [0, 1] from several starting points, drawn on the 2-simplex, with each
 IPO-MD(β) fixed point (Eq. 13) and the regularised Nash equilibrium (Eq. 12) marked.
@@ -13,7 +14,7 @@ matrix, the Frobenius projection onto {P + Pᵀ = 1, diag P = 1/2}, which is
 IPO losses would effectively see if fed M: with symmetric pair sampling, the pair {y, y'}
 enters the expected loss through (M[y,y'] + 1 − M[y',y])/2 (the loss is linear in p).
 
-    python -m bandit.rps [--beta 0 0.25 0.5 0.75 1] [--tau 0.1] [--matrix M] [--steps 4000]
+    python -m bandit.rps [--mixture 0 0.25 0.5 0.75 1] [--beta 0.1] [--matrix M] [--steps 4000]
                          [--lr 0.01] [--out figures/]
 
 ``--matrix`` is inline ("0.5,0.85,0.1; 0.15,0.5,0.85; 0.9,0.15,0.5") or a file (JSON list
@@ -37,7 +38,7 @@ from .problems import PreferenceGame
 from .validation import ValidationError, check_finite, check_positive, check_unit_interval
 
 __all__ = [
-    "DEFAULT_BETAS",
+    "DEFAULT_MIXTURES",
     "PAPER_MATRIX",
     "RPS_MATRIX",
     "compute",
@@ -48,7 +49,8 @@ __all__ = [
 
 #: The matrix as printed in IPO-MD App. F (not a valid preference matrix).
 PAPER_MATRIX = np.array([[0.5, 0.8, 0.1], [0.1, 0.5, 0.8], [0.9, 0.1, 0.5]])
-DEFAULT_BETAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: IPO-MD's β of the runs, as ``mixture`` values (0 is online IPO, 1 offline IPO at π_ref).
+DEFAULT_MIXTURES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Probability each start puts on "its" action (the rest spread evenly).
 _START_MASS = 0.8
 #: Trajectory points kept per run in the JSON and the figure.
@@ -82,26 +84,27 @@ def _starts(n: int) -> NDArray[np.float64]:
 def compute(
     P: ArrayLike = RPS_MATRIX,
     *,
-    betas: Sequence[float] = DEFAULT_BETAS,
-    tau: float = 0.1,
+    mixtures: Sequence[float] = DEFAULT_MIXTURES,
+    beta: float = 0.1,
     steps: int = 4000,
     lr: float = 0.01,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Run IPO-MD(β) for each β from each start; return the figure's data (JSON-ready).
+    """Run IPO-MD(β) for each mixture β from each start; return the figure's data (JSON-ready).
 
-    Keys: matrix, tau, ref, nash_equilibrium, nash_duality_gap, steps, lr, starts, and
-    runs[β] with fixed_point, fixed_point_residual, trajectory_end (one per start),
+    Keys: matrix, beta (the KL strength, IPO-MD's τ), ref, nash_equilibrium,
+    nash_duality_gap, steps, lr, starts, and runs[m] (m the mixture, IPO-MD's β) with
+    mixture, fixed_point, fixed_point_residual, trajectory_end (one per start),
     distance_to_fixed_point (max-abs probability gap, one per start), trajectories
     (``_KEEP`` points per start) and mixture_nash_gap (Prop. 5.2: duality gap of the
     fixed point's mixture in the game at τ/(1 − β); absent for β = 1).
     """
     from .dynamics import exact_dynamics  # JAX: imported only when running
 
-    game = PreferenceGame(P, None, tau)
-    betas = [check_unit_interval("beta", b) for b in betas]
-    if not betas:
-        raise ValidationError("beta: give at least one value in [0, 1]")
+    game = PreferenceGame(P, None, beta)
+    mixtures = [check_unit_interval("mixture", m) for m in mixtures]
+    if not mixtures:
+        raise ValidationError("mixtures: give at least one value in [0, 1]")
     nash = nash_equilibrium(game)
     starts = _starts(game.n_actions)
     # Record every step when steps is not a multiple of the thinning stride.
@@ -109,7 +112,7 @@ def compute(
     every = stride if steps % stride == 0 else 1
     out: dict[str, Any] = {
         "matrix": game.P,
-        "tau": game.tau,
+        "beta": game.beta,
         "ref": game.ref,
         "nash_equilibrium": nash.policy,
         "nash_duality_gap": nash.residual,
@@ -122,16 +125,16 @@ def compute(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(betas), desc="rps", unit="beta", leave=False)
-    for beta in betas:
-        fp = ipo_md_fixed_point(game, beta)
+        bar = tqdm(total=len(mixtures), desc="rps", unit="mixture", leave=False)
+    for mixture in mixtures:
+        fp = ipo_md_fixed_point(game, mixture)
         traj = exact_dynamics(
-            "ipo_md", game, starts, steps=steps, lr=lr, mixture=beta, record_every=every
+            "ipo_md", game, starts, steps=steps, lr=lr, mixture=mixture, record_every=every
         )
         pis = np.exp(traj.log_policies)
         idx = np.unique(np.linspace(0, pis.shape[1] - 1, _KEEP).round().astype(int))
         run = {
-            "beta": beta,
+            "mixture": mixture,
             "fixed_point": fp.policy,
             "fixed_point_residual": fp.residual,
             "trajectory_end": pis[:, -1],
@@ -139,14 +142,14 @@ def compute(
             "trajectory_steps": traj.steps[idx],
             "trajectories": pis[:, idx],
         }
-        if beta < 1.0:
-            g2 = PreferenceGame(game.P, game.ref, tau / (1.0 - beta))
+        if mixture < 1.0:
+            g2 = PreferenceGame(game.P, game.ref, beta / (1.0 - mixture))
             from .policy import geometric_mixture
 
             run["mixture_nash_gap"] = exploitability(
-                g2, geometric_mixture(fp.log_policy, game.log_ref, beta)
+                g2, geometric_mixture(fp.log_policy, game.log_ref, mixture)
             )
-        out["runs"][f"{beta:g}"] = run
+        out["runs"][f"{mixture:g}"] = run
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -201,7 +204,7 @@ def plot(data: dict[str, Any]):
         ax.set_aspect("equal")
         ax.axis("off")
         ax.legend(loc="upper left", frameon=False, fontsize=8)
-        ax.set_title(f"IPO-MD(β) trajectories, τ = {data['tau']:g} (dots: fixed points)")
+        ax.set_title(f"IPO-MD(β) trajectories, τ = {data['beta']:g} (dots: fixed points)")
     else:
         ax.text(0.5, 0.5, f"{n} actions: no 2-simplex view", ha="center", va="center")
         ax.axis("off")
@@ -251,12 +254,15 @@ def _parser() -> argparse.ArgumentParser:
         "game, with the fixed points and the regularised Nash equilibrium.",
     )
     p.add_argument(
-        "--beta",
+        "--mixture",
         nargs="+",
-        default=[",".join(f"{b:g}" for b in DEFAULT_BETAS)],
-        help="mixture values β in [0, 1], space- or comma-separated (default 0 0.25 0.5 0.75 1)",
+        default=[",".join(f"{m:g}" for m in DEFAULT_MIXTURES)],
+        help="mixture values (IPO-MD's β) in [0, 1], space- or comma-separated "
+        "(default 0 0.25 0.5 0.75 1)",
     )
-    p.add_argument("--tau", type=float, default=0.1, help="KL strength τ > 0 (default 0.1)")
+    p.add_argument(
+        "--beta", type=float, default=0.1, help="KL strength (IPO-MD's τ) > 0 (default 0.1)"
+    )
     p.add_argument(
         "--matrix",
         help="preference matrix P (P[i,j] = p(y_i ≻ y_j), P + Pᵀ = 1), inline "
@@ -273,22 +279,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write rps.png, rps.pdf and rps.json."""
     args = _parser().parse_args(argv)
     try:
-        betas = [float(b) for tok in args.beta for b in tok.split(",") if b.strip()]
+        mixtures = [float(m) for tok in args.mixture for m in tok.split(",") if m.strip()]
     except ValueError:
-        raise ValidationError(f"--beta: expected numbers in [0, 1], got {args.beta}") from None
-    for b in betas:
-        if not 0.0 <= b <= 1.0:
-            raise ValidationError(f"--beta: each β must lie in [0, 1], got {b:g}")
-    check_positive("--tau", args.tau)
+        raise ValidationError(
+            f"--mixture: expected numbers in [0, 1], got {args.mixture}"
+        ) from None
+    for m in mixtures:
+        if not 0.0 <= m <= 1.0:
+            raise ValidationError(f"--mixture: each value must lie in [0, 1], got {m:g}")
+    check_positive("--beta", args.beta)
     check_positive("--lr", args.lr)
     if args.steps < 1:
         raise ValidationError(f"--steps: expected an integer >= 1, got {args.steps}")
     P = RPS_MATRIX if args.matrix is None else _parse_matrix(args.matrix)
     try:
-        PreferenceGame(P, None, args.tau)
+        PreferenceGame(P, None, args.beta)
     except ValidationError as e:
         raise ValidationError(f"--matrix: {e}") from None
-    data = compute(P, betas=betas, tau=args.tau, steps=args.steps, lr=args.lr, progress=True)
+    data = compute(
+        P, mixtures=mixtures, beta=args.beta, steps=args.steps, lr=args.lr, progress=True
+    )
     write_json(args.out / "rps.json", data)
     save_figure(plot(data), args.out / "rps")
     print(f"wrote {args.out / 'rps.png'}, .pdf and .json")

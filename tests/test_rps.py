@@ -45,7 +45,7 @@ def test_projection_is_nearest_valid_matrix(seed):
 
 
 def test_cli_writes_outputs_deterministically(tmp_path):
-    argv = ["--steps", "300", "--beta", "0", "0.5,1", "--out"]
+    argv = ["--steps", "300", "--mixture", "0", "0.5,1", "--out"]
     assert cli(main)([*argv, str(tmp_path / "a")]) == 0
     assert cli(main)([*argv, str(tmp_path / "b")]) == 0
     for ext in ("png", "pdf", "json"):
@@ -53,7 +53,7 @@ def test_cli_writes_outputs_deterministically(tmp_path):
     a = (tmp_path / "a" / "rps.json").read_bytes()
     assert a == (tmp_path / "b" / "rps.json").read_bytes()
     data = json.loads(a)
-    for key in ("matrix", "tau", "nash_equilibrium", "nash_duality_gap"):
+    for key in ("matrix", "beta", "nash_equilibrium", "nash_duality_gap"):
         assert key in data
     assert set(data["runs"]) == {"0", "0.5", "1"}
     for run in data["runs"].values():
@@ -64,7 +64,7 @@ def test_cli_writes_outputs_deterministically(tmp_path):
 def test_committed_figure_data():
     """figures/rps.json was made by the CLI with its defaults: every β converged."""
     data = json.loads((ROOT / "figures" / "rps.json").read_text())
-    assert np.allclose(data["matrix"], RPS_MATRIX) and data["tau"] == 0.1
+    assert np.allclose(data["matrix"], RPS_MATRIX) and data["beta"] == 0.1
     assert data["nash_duality_gap"] < 1e-10
     assert {"0", "1"} <= set(data["runs"])
     for run in data["runs"].values():
@@ -98,12 +98,12 @@ def test_invalid_matrix_one_line_error(matrix, words, tmp_path, capsys):
 def test_matrix_from_file(tmp_path):
     f = tmp_path / "m.json"
     f.write_text(json.dumps(RPS_MATRIX.tolist()))
-    argv = ["--matrix", str(f), "--steps", "10", "--beta", "0", "--out", str(tmp_path)]
+    argv = ["--matrix", str(f), "--steps", "10", "--mixture", "0", "--out", str(tmp_path)]
     assert cli(main)(argv) == 0
 
 
 def test_bad_options(tmp_path, capsys):
-    for argv in (["--beta", "1.5"], ["--tau", "0"], ["--lr", "-1"], ["--steps", "0"]):
+    for argv in (["--mixture", "1.5"], ["--beta", "0"], ["--lr", "-1"], ["--steps", "0"]):
         assert cli(main)([*argv, "--out", str(tmp_path)]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
