@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ._io import ArgumentParser, cli, load_config, pyplot, save_figure, write_json
+from .cli import ArgumentParser, cli, int_at_least
 from .exact import optimal_policy, optimal_value, regret
 from .methods import OFFLINE_METHODS, get_method
+from .outputs import load_config, new_figure, save_figure, write_json
 from .problems import Bandit
 from .validation import ValidationError, check_positive
 
@@ -230,7 +231,8 @@ _LABELS = {
 
 def plot(summary: dict[str, Any]):
     """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed."""
-    fig, ax = pyplot().subplots(figsize=(6.4, 4.2))
+    fig = new_figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for i, (m, s) in enumerate(summary["methods"].items()):
         color = f"C{i}"
         mean = np.asarray(s["regret_curve_mean"])
@@ -255,33 +257,20 @@ def plot(summary: dict[str, Any]):
     return fig
 
 
-def _int_at_least(low: int):
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-        if v < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
-        return v
-
-    return parse
-
-
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m bandit.figure1",
         description="Regenerate CoPG Fig. 1 (regret of offline methods on the §5 bandit).",
     )
-    p.add_argument("--seeds", type=_int_at_least(1), default=10, help="seeds (default 10)")
-    p.add_argument("--epochs", type=_int_at_least(1), default=100, help="epochs (default 100)")
+    p.add_argument("--seeds", type=int_at_least(1), default=10, help="seeds (default 10)")
+    p.add_argument("--epochs", type=int_at_least(1), default=100, help="epochs (default 100)")
     p.add_argument(
         "--methods",
         default=",".join(DEFAULT_METHODS),
         help=f"comma-separated offline methods among {', '.join(OFFLINE_METHODS)} "
         f"(default {','.join(DEFAULT_METHODS)})",
     )
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
     p.add_argument(
         "--config",

@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._io import ArgumentParser, cli, pyplot, save_figure, write_json
+from .cli import ArgumentParser, cli, int_at_least
 from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
+from .outputs import new_figure, save_figure, write_json
 from .problems import PreferenceGame
 from .validation import ValidationError, check_finite, check_positive, check_unit_interval
 
@@ -165,13 +166,14 @@ def _to_xy(pi: NDArray) -> NDArray:
 
 def plot(data: dict[str, Any]):
     """The figure: trajectories on the simplex (n = 3) and distance to each fixed point."""
-    plt = pyplot()
+    from matplotlib import colormaps
 
     P = np.asarray(data["matrix"])
     n = P.shape[0]
     runs = data["runs"]
-    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(runs)))
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.8))
+    colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(runs)))
+    fig = new_figure(figsize=(11, 4.8))
+    ax, ax2 = fig.subplots(1, 2)
     if n == 3:
         tri = _to_xy(np.vstack([np.eye(3), np.eye(3)[:1]]))
         ax.plot(tri[:, 0], tri[:, 1], color="0.3", lw=1)
@@ -269,7 +271,9 @@ def _parser() -> argparse.ArgumentParser:
         "'0.5,0.85,0.1;0.15,0.5,0.85;0.9,0.15,0.5' or a JSON/text file "
         "(default: the nearest valid matrix to IPO-MD App. F's)",
     )
-    p.add_argument("--steps", type=int, default=4000, help="gradient steps (default 4000)")
+    p.add_argument(
+        "--steps", type=int_at_least(1), default=4000, help="gradient steps (default 4000)"
+    )
     p.add_argument("--lr", type=float, default=0.01, help="step size (default 0.01)")
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
     return p
@@ -289,8 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValidationError(f"--mixture: each value must lie in [0, 1], got {m:g}")
     check_positive("--beta", args.beta)
     check_positive("--lr", args.lr)
-    if args.steps < 1:
-        raise ValidationError(f"--steps: expected an integer >= 1, got {args.steps}")
     P = RPS_MATRIX if args.matrix is None else _parse_matrix(args.matrix)
     try:
         PreferenceGame(P, None, args.beta)

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bandit._io import ArgumentParser, cli, pyplot, save_figure, write_json
+from bandit.cli import ArgumentParser, cli, int_at_least
+from bandit.outputs import new_figure, save_figure, write_json
 from bandit.validation import ValidationError, check_positive
 
 from . import losses
@@ -285,22 +286,34 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m llm.demo",
         description="Offline CoPG, DPO and IPO on a tiny causal LM that learns to sort digits.",
     )
-    p.add_argument("--steps", type=int, default=300, help="training steps per method (300)")
-    p.add_argument("--warmup-steps", type=int, default=300, help="SFT steps for π_ref (300)")
-    p.add_argument("--pairs", type=int, default=1024, help="offline pairs in the dataset (1024)")
-    p.add_argument("--batch", type=int, default=64, help="pairs (SFT: demos) per step (64)")
+    p.add_argument(
+        "--steps", type=int_at_least(1), default=300, help="training steps per method (300)"
+    )
+    p.add_argument(
+        "--warmup-steps", type=int_at_least(1), default=300, help="SFT steps for π_ref (300)"
+    )
+    p.add_argument(
+        "--pairs", type=int_at_least(1), default=1024, help="offline pairs in the dataset (1024)"
+    )
+    p.add_argument(
+        "--batch", type=int_at_least(1), default=64, help="pairs (SFT: demos) per step (64)"
+    )
     p.add_argument("--beta", type=float, default=0.1, help="KL strength β for all methods")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
     p.add_argument("--warmup-lr", type=float, default=3e-3, help="SFT learning rate (3e-3)")
-    p.add_argument("--digits", type=int, default=4, help="digits per prompt (4)")
-    p.add_argument("--eval-every", type=int, default=25, help="steps between evaluations (25)")
-    p.add_argument("--eval-prompts", type=int, default=256, help="held-out prompts (256)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--digits", type=int_at_least(1), default=4, help="digits per prompt (4)")
+    p.add_argument(
+        "--eval-every", type=int_at_least(1), default=25, help="steps between evaluations (25)"
+    )
+    p.add_argument(
+        "--eval-prompts", type=int_at_least(1), default=256, help="held-out prompts (256)"
+    )
+    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (0)")
     p.add_argument("--model", default=None, help="a local causal-LM checkpoint (no download)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
         "--threads",
-        type=int,
+        type=int_at_least(1),
         default=1,
         help="CPU threads (1: the model is tiny, and one thread is fastest on a shared machine)",
     )
@@ -309,12 +322,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> None:
-    names = ("steps", "warmup_steps", "pairs", "batch", "digits", "eval_every", "eval_prompts")
-    for name in (*names, "threads"):
-        if getattr(args, name) < 1:
-            raise ValidationError(
-                f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-            )
     if args.batch > args.pairs:
         raise ValidationError(f"--batch {args.batch} exceeds --pairs {args.pairs}")
     check_positive("--beta", args.beta)
@@ -328,7 +335,8 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
-    fig, (ax_r, ax_kl) = pyplot().subplots(1, 2, figsize=(9, 3.4))
+    fig = new_figure(figsize=(9, 3.4))
+    ax_r, ax_kl = fig.subplots(1, 2)
     for m in METHODS:
         c = result["curves"][m]
         ax_r.plot(c["step"], c["reward"], marker="o", ms=3, label=_LABELS[m])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from bandit._io import cli
+from bandit.cli import cli
 from bandit.figure1 import DEFAULT_METHODS, Figure1Config, compute, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,3 +210,33 @@ def test_fig1_policies_agree_with_fixed_points_after_400_epochs():
         "fixed_point_policy": s["methods"]["ipo"]["fixed_point_policy"]
     }
     assert not _agrees(wrong, 10, z)
+
+
+def test_plotting_never_switches_the_users_backend(tmp_path):
+    """A notebook's backend survives plot() and save_figure(). Negative control: the pyplot
+    route that the CLIs used to take (``matplotlib.use("Agg")``) does switch it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+from bandit.figure1 import plot
+from bandit.outputs import save_figure
+s = {{"regret_curve_mean": [1.0, 0.5], "regret_curve_std": [0.1, 0.1], "fixed_point_regret": 0.0}}
+fig = plot({{"methods": {{"copg": s}}, "config": {{"beta": 0.5, "seeds": 2}}}})
+save_figure(fig, {str(tmp_path / "f")!r})
+print(matplotlib.get_backend())
+if {{control}}:
+    matplotlib.use("Agg")
+    print(matplotlib.get_backend())
+"""
+    for control, want in ((False, ["svg"]), (True, ["svg", "agg"])):
+        out = subprocess.run(
+            [sys.executable, "-c", code.replace("{control}", str(control))],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        assert [b.lower() for b in out] == want
+    assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.pdf").stat().st_size > 0

@@ -71,7 +71,7 @@ def test_local_checkpoint_via_model_flag(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "msg"),
     [
-        (["--steps", "0"], "--steps must be >= 1"),
+        (["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
         (["--beta", "-1"], "--beta must be finite and > 0"),
         (["--batch", "99", "--pairs", "10"], "exceeds --pairs"),
         (["--device", "tpu"], "--device must be cpu or cuda"),

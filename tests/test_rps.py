@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bandit._io import cli
+from bandit.cli import cli
 from bandit.problems import PreferenceGame
 from bandit.rps import PAPER_MATRIX, RPS_MATRIX, main, nearest_preference_matrix
 from bandit.validation import ValidationError

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bandit._io import ArgumentParser, atomic_path, cli, jsonable
+from bandit.cli import ArgumentParser, cli, int_at_least
+from bandit.outputs import atomic_path, jsonable
 
 from .claims import ClaimResult, run_claims
 
@@ -130,11 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"{QUICK_INSTANCES} instances per claim")
     p.add_argument(
         "--instances",
-        type=int,
+        type=int_at_least(1),
         default=None,
         help=f"instances per claim (default {FULL_INSTANCES})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random instances (default 0)")
+    p.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of the random instances (default 0)"
+    )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
         "--report",

@@ -1,61 +1,39 @@
-"""Atomic outputs and the shared command-line behaviour of every CLI.
+"""Atomic outputs: JSON, figures and config files.
 
 Every file is written to a temporary file in the target folder and renamed into place,
-so an interrupted run never leaves a truncated figure or JSON. Bad input ends a CLI with
-a one-line message on stderr and exit status 2, never a traceback.
+so an interrupted run never leaves a truncated figure or JSON. Figures are built with
+matplotlib's object-oriented API (:func:`new_figure`), never through pyplot, so making or
+saving one never switches the user's backend (a notebook keeps its inline figures).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "ArgumentParser",
-    "atomic_path",
-    "cli",
-    "jsonable",
-    "load_config",
-    "pyplot",
-    "save_figure",
-    "write_json",
-]
+__all__ = ["atomic_path", "jsonable", "load_config", "new_figure", "save_figure", "write_json"]
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose usage errors raise a ValueError, so :func:`cli` prints one line.
+def new_figure(**kwargs: Any):
+    """A ``matplotlib.figure.Figure`` outside pyplot: no backend switch, no global state.
 
-    (Plain argparse prints the usage and the error on two lines and exits itself.)
+    Show one in a notebook by evaluating it; save it with :func:`save_figure`.
     """
+    from matplotlib.figure import Figure
 
-    def error(self, message: str):
-        from .validation import ValidationError
-
-        raise ValidationError(message)
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (CLIs run without a screen)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 @contextmanager
-def atomic_path(path: str | Path):
+def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +72,7 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:
-    """Save a matplotlib figure as PNG and PDF, atomically, then close it; returns the paths."""
+    """Save a matplotlib figure as PNG and PDF, atomically; returns the paths."""
     out = []
     for ext in ("png", "pdf"):
         target = Path(f"{path_without_suffix}.{ext}")
@@ -103,7 +81,6 @@ def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:
             meta = {"Software": None} if ext == "png" else {"CreationDate": None}
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         out.append(target)
-    pyplot().close(fig)
     return out
 
 
@@ -121,32 +98,3 @@ def load_config(path: str | Path) -> dict[str, Any]:
         return json.loads(text)
     except Exception as e:  # parse errors from either format
         raise ValueError(f"config {p}: cannot parse ({e})") from None
-
-
-def _prog() -> str:
-    """The program's name for messages: ``theory`` for ``python -m theory``."""
-    path = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("copg-lab")
-    return path.parent.name if path.stem == "__main__" else path.stem
-
-
-def cli(main: Callable[[Sequence[str] | None], int | None]) -> Callable[..., int]:
-    """Wrap a CLI ``main(argv)`` so bad input exits 2 with a one-line message.
-
-    ``ValueError`` (incl. :class:`~bandit.validation.ValidationError`), ``FileNotFoundError``
-    and other ``OSError`` are user errors; anything else is a bug and keeps its traceback.
-    """
-
-    def run(argv: Sequence[str] | None = None) -> int:
-        try:
-            return int(main(argv) or 0)
-        except (ValueError, OSError) as e:
-            prog = _prog()
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            print(f"{prog}: error: {msg}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
-
-    run.__doc__ = main.__doc__
-    return run
