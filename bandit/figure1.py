@@ -30,7 +30,7 @@ from .outputs import load_config, new_figure, save_figure, write_json
 from .problems import Bandit
 from .validation import ValidationError, check_positive
 
-__all__ = ["DEFAULT_METHODS", "Figure1Config", "compute", "main", "plot"]
+__all__ = ["DEFAULT_METHODS", "Figure1Config", "Figure1Result", "compute", "main", "plot"]
 
 DEFAULT_METHODS = ("copg", "ipo", "pg", "pg_value")
 #: Max-abs probability gap below which the noise-free flow counts as converged.
@@ -102,6 +102,30 @@ def _squeeze(bandit: Bandit, config: Figure1Config, a: np.ndarray) -> np.ndarray
     return a[..., 0, :] if np.ndim(config.rewards) == 1 else a
 
 
+@dataclass(frozen=True)
+class Figure1Result:
+    """What figure 1 computes, for a notebook as much as for the CLI.
+
+    Attributes:
+      config: the experiment.
+      summary: the content of figure1.json (per-method regret curves, final policies,
+        exact fixed points and how the two agree); :func:`plot` draws it.
+      runs: each method's :class:`~bandit.trainer.TrainResult` over the seeds.
+      fixed_points: each method's exact :class:`~bandit.fixed_points.FixedPoint`.
+      batches: the seeds' datasets and minibatches (:class:`~bandit.trainer.Minibatches`).
+    """
+
+    config: Figure1Config
+    summary: dict[str, Any]
+    runs: dict[str, Any]
+    fixed_points: dict[str, Any]
+    batches: Any
+
+    def to_json(self) -> dict[str, Any]:
+        """figure1.json's content (NumPy arrays become lists when written)."""
+        return self.summary
+
+
 def compute(
     config: Figure1Config | None = None,
     *,
@@ -110,14 +134,8 @@ def compute(
     epochs: int = 100,
     seed: int = 0,
     progress: bool = False,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train every method on every seed and compare with the exact fixed points.
-
-    Returns:
-      (summary, results): ``summary`` is the content of figure1.json; ``results`` maps
-      each method to its :class:`~bandit.trainer.TrainResult` (and ``"_batches"`` to the
-      :class:`~bandit.trainer.Minibatches`, the datasets used).
-    """
+) -> Figure1Result:
+    """Train every method on every seed and compare with the exact fixed points."""
     config = config or Figure1Config()
     methods = list(dict.fromkeys(methods))
     for m in methods:
@@ -215,8 +233,7 @@ def compute(
     }
     if np.ndim(config.rewards) == 1:
         summary["config"]["ref"] = np.asarray(summary["config"]["ref"]).reshape(-1)
-    results["_batches"] = batches
-    return summary, results
+    return Figure1Result(config, summary, results, fixed, batches)
 
 
 _LABELS = {
@@ -229,8 +246,11 @@ _LABELS = {
 }
 
 
-def plot(summary: dict[str, Any]):
-    """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed."""
+def plot(result: Figure1Result | dict[str, Any]):
+    """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed.
+
+    Takes a :class:`Figure1Result` or its summary (figure1.json's content)."""
+    summary = result.summary if isinstance(result, Figure1Result) else result
     fig = new_figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     for i, (m, s) in enumerate(summary["methods"].items()):
@@ -292,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
     config.problem()  # validate before training
     config.train_config(args.epochs)
-    summary, _ = compute(
+    result = compute(
         config,
         methods=methods,
         seeds=args.seeds,
@@ -300,8 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         progress=True,
     )
-    write_json(args.out / "figure1.json", summary)
-    save_figure(plot(summary), args.out / "figure1")
+    write_json(args.out / "figure1.json", result.to_json())
+    save_figure(plot(result), args.out / "figure1")
     print(f"wrote {args.out / 'figure1.png'}, .pdf and .json")
     return 0
 

@@ -79,7 +79,7 @@ def main() -> int:
     methods = DEFAULT_METHODS
 
     t = time.perf_counter()
-    summary, _ = compute(cfg, methods=methods, seeds=args.seeds, epochs=args.epochs)
+    summary = compute(cfg, methods=methods, seeds=args.seeds, epochs=args.epochs).summary
     fast_total = time.perf_counter() - t
     fast = fast_total / (len(methods) * args.seeds)
 

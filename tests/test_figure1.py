@@ -59,7 +59,7 @@ def test_cli_writes_complete_outputs_and_is_deterministic(tmp_path):
         assert len(s["regret_curve_mean"]) == len(s["regret_curve_std"]) == 5  # epochs + 1
         assert s["regret_curve_mean"][0] == pytest.approx(d["initial_regret"], abs=1e-15)
     # A different seed gives different numbers (the seed is used).
-    other, _ = compute(methods=["copg"], seeds=3, epochs=4, seed=12)
+    other = compute(methods=["copg"], seeds=3, epochs=4, seed=12).summary
     assert (
         other["methods"]["copg"]["final_regret_mean"] != d["methods"]["copg"]["final_regret_mean"]
     )
@@ -125,8 +125,8 @@ def test_help():
 @pytest.fixture(scope="module")
 def paper():
     """The paper's setting: 10 seeds, 100 epochs, R = (2.5, 2, 1), β = 0.5 (seconds)."""
-    summary, results = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=100)
-    return summary, results
+    r = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=100)
+    return r.summary, r.runs
 
 
 def test_fig1_qualitative_claims(paper):
@@ -198,7 +198,9 @@ def test_fig1_policies_agree_with_fixed_points_at_100_epochs(paper):
 
 
 def test_fig1_policies_agree_with_fixed_points_after_400_epochs():
-    s, res = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=400)
+    r = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=400)
+    s, res = r.summary, r.runs
+    assert set(r.fixed_points) == set(DEFAULT_METHODS) and r.batches.n_seeds == 10
     z = _z_bound(3 * len(DEFAULT_METHODS))
     for name, m in s["methods"].items():
         assert m["agreement"] == "sampling error", name
