@@ -16,6 +16,39 @@ Preference losses use the symmetric form of IPO-MD §6,
   ℓ(p) = p·f(h1 − h2) + (1 − p)·f(h2 − h1),
 which for a hard label is the loss on (winner, loser) and is linear in p, so the expected
 loss over Bradley–Terry labels is the loss at p = σ(R(y1) − R(y2)).
+
+Infinite log-ratios. A completion with probability 0 (log π(y) = −inf, which
+``llm.sequence_logps`` returns for a −inf label logit) gives h = −inf. Every loss then
+returns its limit, never the NaN of a ``0·inf`` in the formula:
+
+* a term of weight 0 (p = 0 or p = 1 in the symmetric form) contributes 0, whatever its
+  argument: it is 0·f(z) for every finite z, so its limit is 0;
+* DPO and SLiC: the loser at −inf (ρ → +inf, p = 1) gives 0; the winner at −inf
+  (ρ → −inf, p = 1), or any soft label 0 < p < 1, gives +inf, since −log σ(βρ) and
+  max(0, 1 − βρ) grow without bound;
+* IPO: +inf for any infinite ρ (both squares diverge and one has weight > 0);
+* CoPG, PG, Nash-MD-PG: +inf (the square, resp. −(R − βh)·h, diverges);
+* RLOO: +inf when some h_j is infinite and the h_j are not all infinite of one sign
+  (ℓ = k/(k−1)·[β Σ_j (h_j − h̄)² − Σ_j (R_j − R̄)(h_j − h̄)], whose square dominates);
+* P3O-V2: a weight sg(Δ r1 r2) = 0 (a log π = −inf gives r = 0) times an infinite or
+  undefined log(π1/π2) gives 0, the limit of Δ e^{−t}·t; P3O-V1 needs no guard there;
+* P3O with an infinite Δ (a KL-regularised reward R − β log(π_old/π_ref) = −inf where
+  π_ref = 0): ℓ is positively homogeneous in Δ, so the limit is inf·ℓ(sign Δ), or 0;
+* R − β h with β = 0 is R, whatever h.
+
+Where the limit depends on how the inputs go to infinity (h1 = h2 = −inf, or
+log π = log π_ref = −inf, so that h is undefined) the result is NaN; ``llm`` refuses it.
+For finite inputs the values and gradients are bit-for-bit those of the plain formulas,
+on NumPy, torch and JAX under jit alike (tests/test_llm_reliability.py compares them with
+a copy of the formulas): the guards only select, with ``where``, on an infinite input
+(which then runs the formula on a finite stand-in, so the gradient is finite where the
+loss is) or on the output. Where the loss is infinite its gradient may be inf or NaN.
+
+TRL, for comparison, returns 0 for DPO and SLiC when the chosen completion has
+log π = −inf, and inf for IPO. 0 is the limit when the *rejected* completion goes to
+−inf; with the chosen one at −inf, −log σ(βρ) → +inf and max(0, 1 − βρ) → +inf as
+ρ → −inf, so +inf is the limit, and the loss of a policy that gives the preferred answer
+probability 0 should not be the best possible one.
 """
 
 from __future__ import annotations
@@ -64,9 +97,34 @@ def _softplus(xp, z: Array) -> Array:
     return xp.logaddexp(0 * z, z)
 
 
+def _finite_part(xp, d: Array) -> tuple[Array, Array]:
+    """(d with its infinite entries replaced by 0, the mask of those entries).
+
+    The formula then runs unchanged on a finite stand-in (so its gradient there is 0, not
+    0·inf = NaN) and the caller selects the limit at the masked entries. One select on the
+    input and one on the output: for finite inputs the arithmetic in between is the plain
+    formula's, op for op, so values and gradients are bit-for-bit those of the formula.
+    """
+    inf = xp.isinf(d)
+    return xp.where(inf, xp.zeros_like(d), d), inf
+
+
+def _hinge_limit(xp, loss: Array, d: Array, preference: Array | float) -> Array:
+    """The limit of p·f(d) + (1 − p)·f(−d) at d = ±inf for f → +inf at −inf and → 0 at +inf
+    (DPO's −log σ, SLiC's hinge): 0 when the term that diverges has weight 0, else +inf."""
+    zero = ((d > 0) & (1 - preference == 0)) | ((d < 0) & (preference == 0))
+    # 0·p keeps a NaN preference NaN.
+    return xp.where(zero, xp.zeros_like(loss), xp.full_like(loss, float("inf"))) + 0 * preference
+
+
 def regularised_reward(reward: Array, logratio: Array, beta: float) -> Array:
-    """R_β^π(y) = R(y) − β·log(π(y)/π_ref(y)) (CoPG Eq. 1)."""
-    return reward - beta * logratio
+    """R_β^π(y) = R(y) − β·log(π(y)/π_ref(y)) (CoPG Eq. 1); R itself when β = 0."""
+    if (isinstance(beta, (int, float)) and beta != 0) or isinstance(logratio, (int, float)):
+        return reward - beta * logratio
+    xp = _xp(reward, logratio)
+    # β = 0 (P3O without a KL penalty): 0·h is 0 for an infinite h too.
+    h = xp.where(xp.isinf(logratio) & (beta == 0), xp.zeros_like(logratio), logratio)
+    return reward - beta * h
 
 
 def copg_loss(
@@ -128,7 +186,19 @@ def rloo_loss(logratios: Array, rewards: Array, beta: float) -> Array:
         raise ValueError(f"rloo_loss needs k >= 2 samples on the last axis, got k={k}")
     rb = stop_gradient(regularised_reward(rewards, logratios, beta))
     loo = (xp.sum(rb, axis=-1, keepdims=True) - rb) / (k - 1)
-    return -xp.sum((rb - loo) * logratios, axis=-1)
+    loss = -xp.sum((rb - loo) * logratios, axis=-1)
+    # An infinite h_j: ℓ = k/(k−1)·[β Σ(h − h̄)² − Σ(R − R̄)(h − h̄)] → +inf, unless all
+    # h_j are infinite of one sign (then the limit depends on the rates: NaN). Selected on
+    # the output only: a select on the input changes how XLA fuses the plain formula, and
+    # so its last bits under jit. (Where the loss is infinite its gradient may be NaN.)
+    inf = float("inf")
+    undefined = (
+        xp.all(logratios == inf, axis=-1)
+        | xp.all(logratios == -inf, axis=-1)
+        | xp.any(xp.isnan(logratios), axis=-1)
+    )
+    loss = xp.where(xp.any(xp.isinf(logratios), axis=-1), xp.full_like(loss, inf), loss)
+    return xp.where(undefined, xp.full_like(loss, float("nan")), loss)
 
 
 def ipo_loss(logratio1: Array, logratio2: Array, preference: Array | float, beta: float) -> Array:
@@ -138,9 +208,12 @@ def ipo_loss(logratio1: Array, logratio2: Array, preference: Array | float, beta
     from a dataset), online IPO (pairs from sg[π]) and IPO-MD (pairs from the geometric
     mixture sg[π^(1−β)π_ref^β]); only the sampler differs (IPO-MD §4–5).
     """
-    rho = logratio1 - logratio2
+    xp = _xp(logratio1, logratio2)
+    rho, inf = _finite_part(xp, logratio1 - logratio2)
     c = 1.0 / (2.0 * beta)
-    return preference * (rho - c) ** 2 + (1 - preference) * (rho + c) ** 2
+    loss = preference * (rho - c) ** 2 + (1 - preference) * (rho + c) ** 2
+    # An infinite ρ: both squares diverge and one has weight > 0.
+    return xp.where(inf, xp.full_like(loss, float("inf")) + 0 * preference, loss)
 
 
 def dpo_loss(logratio1: Array, logratio2: Array, preference: Array | float, beta: float) -> Array:
@@ -150,8 +223,10 @@ def dpo_loss(logratio1: Array, logratio2: Array, preference: Array | float, beta
     that Eq. (4) maximises, and that we use, is −log σ. −log σ(z) = softplus(−z).
     """
     xp = _xp(logratio1, logratio2)
-    z = beta * (logratio1 - logratio2)
-    return preference * _softplus(xp, -z) + (1 - preference) * _softplus(xp, z)
+    rho, inf = _finite_part(xp, logratio1 - logratio2)
+    z = beta * rho
+    loss = preference * _softplus(xp, -z) + (1 - preference) * _softplus(xp, z)
+    return xp.where(inf, _hinge_limit(xp, loss, logratio1 - logratio2, preference), loss)
 
 
 def slic_loss(logratio1: Array, logratio2: Array, preference: Array | float, beta: float) -> Array:
@@ -160,8 +235,10 @@ def slic_loss(logratio1: Array, logratio2: Array, preference: Array | float, bet
     IPO-MD Eq. (5) (Zhao et al. 2023; Liu et al. 2023).
     """
     xp = _xp(logratio1, logratio2)
-    z = beta * (logratio1 - logratio2)
-    return preference * _relu(xp, 1 - z) + (1 - preference) * _relu(xp, 1 + z)
+    rho, inf = _finite_part(xp, logratio1 - logratio2)
+    z = beta * rho
+    loss = preference * _relu(xp, 1 - z) + (1 - preference) * _relu(xp, 1 + z)
+    return xp.where(inf, _hinge_limit(xp, loss, logratio1 - logratio2, preference), loss)
 
 
 def nash_md_pg_loss(logratio: Array, preference: Array | float, beta: float) -> Array:
@@ -199,18 +276,30 @@ def p3o_loss(
         raise ValueError(f"variant must be 1 or 2, got {variant!r}")
     xp = _xp(logp1, logp2)
     delta = reward1 - reward2
+    # ℓ is positively homogeneous in Δ (the weights are sg(Δ·…)): ℓ(Δ) = |Δ|·ℓ(sign Δ). An
+    # infinite Δ (π_ref(y) = 0 under the KL penalty) is computed at Δ = ±1 and scaled by
+    # inf, 0 staying 0; a finite Δ is untouched (scaled by 1).
+    big = xp.isinf(delta)
+    delta = xp.where(big, xp.sign(delta), delta)
     lr1, lr2 = logp1 - old_logp1, logp2 - old_logp2
     if variant == 1:
         r1, r2 = xp.exp(lr1), xp.exp(lr2)
         w1, w2 = stop_gradient(delta * r2), stop_gradient(-delta * r1)
 
         def clip(r):
-            return xp.minimum(xp.maximum(r, 0 * r + (1 - clip_eps)), 0 * r + (1 + clip_eps))
+            lo, hi = xp.zeros_like(r) + (1 - clip_eps), xp.zeros_like(r) + (1 + clip_eps)
+            return xp.minimum(xp.maximum(r, lo), hi)
 
         t1 = xp.minimum(w1 * r1, w1 * clip(r1))
         t2 = xp.minimum(w2 * r2, w2 * clip(r2))
-        return -(t1 + t2) / 2
-    w = stop_gradient(delta * xp.exp(lr1 + lr2))
-    s, s_old = logp1 - logp2, old_logp1 - old_logp2
-    s_clip = xp.minimum(xp.maximum(s, s_old - clip_eps), s_old + clip_eps)
-    return -xp.minimum(w * s, w * s_clip) / 2
+        loss = -(t1 + t2) / 2
+    else:
+        w = stop_gradient(delta * xp.exp(lr1 + lr2))
+        s, s_old = logp1 - logp2, old_logp1 - old_logp2
+        # w = 0 (a log π = −inf makes r1·r2 = 0) times an infinite or undefined s: the
+        # limit of Δ e^{−t}·t is 0, so s gets a finite stand-in there (gradient 0, not NaN).
+        s = xp.where((w == 0) & ~xp.isfinite(s), xp.zeros_like(s), s)
+        s_clip = xp.minimum(xp.maximum(s, s_old - clip_eps), s_old + clip_eps)
+        loss = -xp.minimum(w * s, w * s_clip) / 2
+    scale = xp.where(big & (loss != 0), xp.full_like(loss, float("inf")), xp.ones_like(loss))
+    return loss * scale

@@ -38,9 +38,22 @@ def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
     equal to Σ p·d when p and q both sum to 1, but every term is ≥ 0 and accurate when
     p ≈ q, so a tiny KL (a regret near the optimum) has no cancellation and is never
     negative. Where p(y) = 0 the term is q(y); p(y) > 0 = q(y) gives +inf.
+
+    Raises:
+      ValidationError: a NaN or +inf log-probability in ``log_p`` or ``log_q`` (−inf,
+        probability 0, is fine).
     """
+    from .validation import ValidationError
+
     lp = np.asarray(log_p, dtype=np.float64)
     lq = np.asarray(log_q, dtype=np.float64)
+    for name, a in (("log_p", lp), ("log_q", lq)):
+        bad = np.isnan(a) | (a == np.inf)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValidationError(
+                f"{name} must be log-probabilities (finite or −inf), got {a[idx]} at index {idx}"
+            )
     p = np.exp(lp)
     with np.errstate(invalid="ignore", over="ignore"):
         d = lp - lq

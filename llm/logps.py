@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from bandit.validation import ValidationError
@@ -100,6 +101,12 @@ class _TokenLogps(torch.autograd.Function):
             b.scatter_add_(-1, labels[s:e, None], gs)
             flat[s:e] = b
         return grad, None, None
+
+
+def _check_flag(name: str, value: object) -> None:
+    """``value`` is a bool (a NumPy bool too), not a string or a number that looks like one."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValidationError(f"{name} must be True or False, got {value!r}")
 
 
 def _check_matches(name: str, t: torch.Tensor, like: torch.Tensor, like_name: str) -> None:
@@ -213,12 +220,17 @@ def token_logps(
     safe, mask = _target_labels(labels, mask, V, shift)
     safe = safe.reshape(-1)
     acc = _acc_dtype(logits.dtype)
+    _check_flag("shift", shift)
+    if chunk_rows is not None and (
+        isinstance(chunk_rows, bool)
+        or not isinstance(chunk_rows, (int, np.integer))
+        or chunk_rows < 1
+    ):
+        raise ValidationError(f"chunk_rows must be a positive integer or None, got {chunk_rows!r}")
     if chunk_rows is None:
         acc_size = torch.empty((), dtype=acc).element_size()
         cap = _CPU_CHUNK_BYTES if logits.device.type == "cpu" else None
         chunk_rows = _chunk_rows(B * T, V, logits.element_size(), acc_size, cap)
-    elif chunk_rows < 1:
-        raise ValidationError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     lp = _TokenLogps.apply(logits, safe, int(chunk_rows)).reshape(B, T)
     return torch.where(mask, lp, torch.zeros_like(lp)), mask
 
@@ -260,5 +272,6 @@ def sequence_logps(
       ValidationError: bad shapes, dtypes or devices, a label outside the vocabulary at a
         counted position, or a row with no counted token.
     """
+    _check_flag("average", average)
     lp, mask = token_logps(logits, labels, mask, shift=shift, chunk_rows=chunk_rows)
     return _masked_sum(lp, mask, average, shift)

@@ -18,6 +18,15 @@ this package checks is about that quantity, so the default of :func:`llm.sequenc
 is the sum. Some IPO implementations (e.g. TRL's ``loss_type="ipo"``) length-average
 instead; pass ``sequence_logps(..., average=True)`` for both the policy and the reference
 to get that variant. The losses themselves are agnostic: they consume whatever you pass.
+
+Non-finite values: NaN anywhere, +inf log-probs and infinite rewards or baselines are
+refused (a :class:`~bandit.validation.ValidationError` naming the argument and the index).
+log π = −inf is a completion of probability 0 (what :func:`llm.sequence_logps` returns for
+a −inf label logit) and is accepted in ``policy_logps`` and ``ref_logps``: each loss returns
+its mathematical limit (see :mod:`bandit.losses`), e.g. DPO gives +inf when the preferred
+completion has log π = −inf and 0 when the other one has. Where no limit exists (log π =
+log π_ref = −inf, so the log-ratio is undefined, or both completions of a pair at −inf) the
+sample is refused. ``old_logps`` must be finite: the sampler gave its samples probability > 0.
 """
 
 from __future__ import annotations
@@ -111,6 +120,48 @@ def _preference(preference: object, h: torch.Tensor) -> torch.Tensor:
     return p
 
 
+def _first(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
+def _check_values(checks: list[tuple[str, torch.Tensor, str]]) -> bool:
+    """Refuse NaN, +inf and (for ``"finite"``) −inf entries, naming the argument and the
+    index; return whether a ``"logp"`` tensor holds a −inf (a completion of probability 0).
+
+    One host sync for all the tensors together; the culprit is looked up only on failure.
+    """
+    inf = float("inf")
+    bads = [
+        torch.isnan(x) | (x == inf) if kind == "logp" else ~torch.isfinite(x)
+        for _, x, kind in checks
+    ]
+    neg = [(x == -inf).any() for _, x, kind in checks if kind == "logp"]
+    flags = torch.stack([b.any() for b in bads] + neg).tolist()
+    for (name, x, kind), bad, flag in zip(checks, bads, flags, strict=False):
+        if flag:
+            idx = _first(bad)
+            what = (
+                "NaN and +inf are refused (log π = −inf, probability 0, is accepted)"
+                if kind == "logp"
+                else "expected finite values"
+            )
+            raise ValidationError(f"{name} must not be {x[idx].item()} at index {idx}: {what}")
+    return any(flags[len(bads) :])
+
+
+def _check_limit(loss: torch.Tensor, policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> None:
+    """Refuse a NaN loss from −inf log-probs: there the loss has no limit."""
+    nan = torch.isnan(loss)
+    if bool(nan.any()):
+        idx = _first(nan)
+        raise ValidationError(
+            f"policy_logps, ref_logps: the loss has no limit at index {idx}, where the "
+            f"log-probs are {policy_logps[idx].tolist()} (policy) and "
+            f"{ref_logps[idx].tolist()} (ref): log π = log π_ref = −inf leaves log(π/π_ref) "
+            "undefined, and so do both completions of a pair at −inf; drop that sample"
+        )
+
+
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return loss.mean()
@@ -161,6 +212,12 @@ def _run(
         if preference is None:
             raise ValidationError(f"preference: method {m.name!r} learns from preferences")
         p = _preference(preference, h)
+    checks = [("policy_logps", policy_logps, "logp"), ("ref_logps", ref_logps, "logp")]
+    if old_logps is not None:
+        checks.append(("old_logps", old_logps, "finite"))
+    if r is not None:
+        checks += [("rewards", r, "finite"), ("baseline", value, "finite")]
+    any_neg_inf = _check_values(checks)
     pair = Pair(
         logratio=tuple(h.unbind(-1)),
         logp=tuple(lp.unbind(-1)),
@@ -171,7 +228,10 @@ def _run(
         value=value,
         beta=beta,
     )
-    return _reduce(m.loss(pair, **kw), reduction)
+    loss = m.loss(pair, **kw)
+    if any_neg_inf:
+        _check_limit(loss, policy_logps, ref_logps)
+    return _reduce(loss, reduction)
 
 
 def method_loss(

@@ -63,6 +63,21 @@ def _eos_ids(eos_token_id: int | Sequence[int], device: torch.device) -> torch.T
     return torch.tensor(ids, device=device)
 
 
+def _is_int_tensor(x: object) -> bool:
+    return (
+        isinstance(x, torch.Tensor)
+        and not x.is_floating_point()
+        and not x.is_complex()
+        and x.dtype != torch.bool
+    )
+
+
+def _describe(x: object) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return type(x).__name__
+
+
 def _step(model: Any, kw: str, ids, attn, pos, cache) -> tuple[torch.Tensor, Any]:
     """One forward pass on the new tokens; next-token log-probs (float32) and the cache."""
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{kw: cache})
@@ -103,19 +118,52 @@ def mixture_generate(
       A :class:`MixtureSample`.
     """
     b = check_unit_interval("mixture", mixture)
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
         raise ValidationError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if not _is_int_tensor(input_ids):
+        raise ValidationError(
+            f"input_ids must be an integer torch.Tensor of shape (B, P), got {_describe(input_ids)}"
+        )
     if input_ids.ndim != 2 or input_ids.shape[1] < 1:
         raise ValidationError(
             f"input_ids must have shape (B, P) with P >= 1, got {tuple(input_ids.shape)}"
         )
+    try:
+        pad = -1 if isinstance(pad_token_id, bool) else operator.index(pad_token_id)
+    except TypeError:
+        pad = -1
+    if pad < 0:
+        raise ValidationError(f"pad_token_id must be a token id >= 0, got {pad_token_id!r}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    elif attention_mask.shape != input_ids.shape:
-        raise ValidationError(
-            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-            f"got {tuple(attention_mask.shape)}"
-        )
+    else:
+        if not isinstance(attention_mask, torch.Tensor) or attention_mask.is_complex():
+            raise ValidationError(
+                "attention_mask must be a torch.Tensor of 0/1 (or bool) values, got "
+                f"{_describe(attention_mask)}"
+            )
+        if attention_mask.shape != input_ids.shape:
+            raise ValidationError(
+                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
+        if attention_mask.device != input_ids.device:
+            raise ValidationError(
+                f"attention_mask is on {attention_mask.device} but input_ids is on "
+                f"{input_ids.device}; expected one device"
+            )
+        if attention_mask.dtype != torch.bool:
+            bad = (attention_mask != 0) & (attention_mask != 1)
+            if bool(bad.any()):
+                idx = tuple(int(i) for i in bad.nonzero()[0])
+                raise ValidationError(
+                    f"attention_mask must hold 0/1 values, got {attention_mask[idx].item()} "
+                    f"at index {idx}"
+                )
     attn = attention_mask.long()
     if bool((attn.sum(-1) == 0).any()):
         raise ValidationError("attention_mask: every prompt needs at least one real token")
@@ -141,7 +189,7 @@ def mixture_generate(
         tok = torch.multinomial(log_mix.exp(), 1, generator=generator)  # (B, 1)
         live = ~done
         total += torch.where(live, log_mix.gather(-1, tok)[:, 0], torch.zeros_like(total))
-        tok = torch.where(live[:, None], tok, torch.full_like(tok, pad_token_id))
+        tok = torch.where(live[:, None], tok, torch.full_like(tok, pad))
         seqs.append(tok)
         new_attn.append(live[:, None].long())
         if eos is not None:
