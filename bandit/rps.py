@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ __all__ = [
     "DEFAULT_MIXTURES",
     "PAPER_MATRIX",
     "RPS_MATRIX",
+    "MixtureRun",
+    "RPSResult",
     "compute",
     "main",
     "nearest_preference_matrix",
@@ -82,6 +85,60 @@ def _starts(n: int) -> NDArray[np.float64]:
     return np.log(pi)
 
 
+@dataclass(frozen=True)
+class MixtureRun:
+    """IPO-MD(β) at one mixture value m (IPO-MD's β), from every start.
+
+    Attributes:
+      mixture: m ∈ [0, 1].
+      fixed_point: π of Eq. (13), shape (n,); fixed_point_residual: its certificate.
+      trajectory_end: π after the last step, one row per start.
+      distance_to_fixed_point: max-abs probability gap of each end to the fixed point.
+      trajectory_steps, trajectories: ``_KEEP`` recorded steps and their policies.
+      mixture_nash_gap: Prop. 5.2, the duality gap of the fixed point's mixture in the
+        game at τ/(1 − m); None for m = 1.
+    """
+
+    mixture: float
+    fixed_point: NDArray[np.float64]
+    fixed_point_residual: float
+    trajectory_end: NDArray[np.float64]
+    distance_to_fixed_point: NDArray[np.float64]
+    trajectory_steps: NDArray[np.int64]
+    trajectories: NDArray[np.float64]
+    mixture_nash_gap: float | None = None
+
+
+@dataclass(frozen=True)
+class RPSResult:
+    """The App. F experiment: the game, its Nash equilibrium and one run per mixture.
+
+    ``beta`` is the KL strength (IPO-MD's τ); ``runs`` is keyed by the mixture as text.
+    :meth:`to_json` is rps.json's content; :func:`plot` draws it.
+    """
+
+    matrix: NDArray[np.float64]
+    beta: float
+    ref: NDArray[np.float64]
+    nash_equilibrium: NDArray[np.float64]
+    nash_duality_gap: float
+    steps: int
+    lr: float
+    starts: NDArray[np.float64]
+    runs: dict[str, MixtureRun]
+
+    def to_json(self) -> dict[str, Any]:
+        """rps.json's content (a run's ``mixture_nash_gap`` is left out for m = 1)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["runs"] = {
+            k: {f.name: getattr(r, f.name) for f in fields(r)} for k, r in self.runs.items()
+        }
+        for run in out["runs"].values():
+            if run["mixture_nash_gap"] is None:
+                del run["mixture_nash_gap"]
+        return out
+
+
 def compute(
     P: ArrayLike = RPS_MATRIX,
     *,
@@ -90,16 +147,8 @@ def compute(
     steps: int = 4000,
     lr: float = 0.01,
     progress: bool = False,
-) -> dict[str, Any]:
-    """Run IPO-MD(β) for each mixture β from each start; return the figure's data (JSON-ready).
-
-    Keys: matrix, beta (the KL strength, IPO-MD's τ), ref, nash_equilibrium,
-    nash_duality_gap, steps, lr, starts, and runs[m] (m the mixture, IPO-MD's β) with
-    mixture, fixed_point, fixed_point_residual, trajectory_end (one per start),
-    distance_to_fixed_point (max-abs probability gap, one per start), trajectories
-    (``_KEEP`` points per start) and mixture_nash_gap (Prop. 5.2: duality gap of the
-    fixed point's mixture in the game at τ/(1 − β); absent for β = 1).
-    """
+) -> RPSResult:
+    """Run IPO-MD(β) for each mixture β from each start (an :class:`RPSResult`)."""
     from .dynamics import exact_dynamics  # JAX: imported only when running
 
     game = PreferenceGame(P, None, beta)
@@ -150,12 +199,12 @@ def compute(
             run["mixture_nash_gap"] = exploitability(
                 g2, geometric_mixture(fp.log_policy, game.log_ref, mixture)
             )
-        out["runs"][f"{mixture:g}"] = run
+        out["runs"][f"{mixture:g}"] = MixtureRun(**run)
         if bar is not None:
             bar.update()
     if bar is not None:
         bar.close()
-    return out
+    return RPSResult(**out)
 
 
 def _to_xy(pi: NDArray) -> NDArray:
@@ -164,8 +213,11 @@ def _to_xy(pi: NDArray) -> NDArray:
     return pi @ corners
 
 
-def plot(data: dict[str, Any]):
-    """The figure: trajectories on the simplex (n = 3) and distance to each fixed point."""
+def plot(result: RPSResult | dict[str, Any]):
+    """The figure: trajectories on the simplex (n = 3) and distance to each fixed point.
+
+    Takes an :class:`RPSResult` or its JSON content."""
+    data = result.to_json() if isinstance(result, RPSResult) else result
     from matplotlib import colormaps
 
     P = np.asarray(data["matrix"])
@@ -298,11 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         PreferenceGame(P, None, args.beta)
     except ValidationError as e:
         raise ValidationError(f"--matrix: {e}") from None
-    data = compute(
+    result = compute(
         P, mixtures=mixtures, beta=args.beta, steps=args.steps, lr=args.lr, progress=True
     )
-    write_json(args.out / "rps.json", data)
-    save_figure(plot(data), args.out / "rps")
+    write_json(args.out / "rps.json", result.to_json())
+    save_figure(plot(result), args.out / "rps")
     print(f"wrote {args.out / 'rps.png'}, .pdf and .json")
     return 0
 

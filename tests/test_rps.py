@@ -121,3 +121,17 @@ def test_module_entry_point_no_traceback(tmp_path):
         [sys.executable, "-m", "bandit.rps", "--help"], capture_output=True, text=True, cwd=ROOT
     )
     assert h.returncode == 0 and "--matrix" in h.stdout
+
+
+def test_compute_returns_a_typed_result_for_notebooks():
+    from bandit.rps import MixtureRun, RPSResult, compute, plot
+
+    r = compute(steps=20, mixtures=[0.0, 1.0])
+    assert isinstance(r, RPSResult) and isinstance(r.runs["0"], MixtureRun)
+    assert r.runs["0"].mixture == 0.0 and r.runs["0"].mixture_nash_gap is not None
+    # Prop. 5.2's gap has no game at m = 1: None in the result, absent from the JSON.
+    assert r.runs["1"].mixture_nash_gap is None
+    d = r.to_json()
+    assert "mixture_nash_gap" not in d["runs"]["1"] and "mixture_nash_gap" in d["runs"]["0"]
+    assert d["beta"] == r.beta == 0.1
+    assert plot(r).axes and plot(d).axes
