@@ -334,7 +334,33 @@ def _check(args: argparse.Namespace) -> None:
     args.max_new_tokens = args.digits + 2
 
 
-def plot(result: dict[str, Any], out: Path) -> None:
+@dataclass(frozen=True)
+class DemoResult:
+    """The demo's outcome, for a notebook as much as for the CLI.
+
+    Attributes:
+      config: the options it ran with.
+      ref_reward: mean reward of π_ref's fresh samples.
+      dataset: mean reward and tie fraction of the offline pairs.
+      curves: per method, the evaluation steps and their reward and KL(π‖π_ref), and the
+        loss of every step.
+      final: per method, the last reward and KL.
+    """
+
+    config: dict[str, Any]
+    ref_reward: float
+    dataset: dict[str, float]
+    curves: dict[str, dict[str, list[float]]]
+    final: dict[str, dict[str, float]]
+
+    def to_json(self) -> dict[str, Any]:
+        """llm_demo.json's content."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+def plot(result: DemoResult | dict[str, Any]):
+    """Reward and KL against training steps, per method."""
+    result = result.to_json() if isinstance(result, DemoResult) else result
     fig = new_figure(figsize=(9, 3.4))
     ax_r, ax_kl = fig.subplots(1, 2)
     for m in METHODS:
@@ -350,7 +376,7 @@ def plot(result: dict[str, Any], out: Path) -> None:
         f"β = {result['config']['beta']:g}"
     )
     fig.tight_layout()
-    save_figure(fig, out / "llm_demo")
+    return fig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,12 +386,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        return _run(args)
+        result = compute(args)
     finally:
         torch.set_num_threads(threads)
+    out = Path(args.out)
+    save_figure(plot(result), out / "llm_demo")
+    write_json(out / "llm_demo.json", result.to_json())
+    print(f"wrote {out / 'llm_demo.png'} (and .pdf, .json)")
+    for m in METHODS:
+        f = result.final[m]
+        print(f"  {m:5s} reward {result.ref_reward:.3f} -> {f['reward']:.3f}   KL {f['kl']:.3f}")
+    return 0
 
 
-def _run(args: argparse.Namespace) -> int:
+def compute(args: argparse.Namespace | None = None, **options: Any) -> DemoResult:
+    """Run the demo: the CLI's options as ``args`` (parsed) or as keywords, e.g.
+    ``compute(steps=50, digits=3)``; the others take the CLI's defaults."""
+    if args is None:
+        args = _parser().parse_args([])
+        for k, v in options.items():
+            if not hasattr(args, k):
+                raise ValidationError(f"{k}: not an option of the demo")
+            setattr(args, k, v)
+        _check(args)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     model, tok = build_model(args)
@@ -410,26 +453,16 @@ def _run(args: argparse.Namespace) -> int:
                 bar.update()
                 bar.set_postfix(method=method)
             curves[method] = c
-    result = {
-        "config": {k: v for k, v in vars(args).items() if k not in ("out", "threads")},
-        "ref_reward": ref_reward,
-        "dataset": {
+    return DemoResult(
+        config={k: v for k, v in vars(args).items() if k not in ("out", "threads")},
+        ref_reward=ref_reward,
+        dataset={
             "mean_reward": float(data["rewards"].mean()),
             "tie_fraction": float((data["rewards"][:, 0] == data["rewards"][:, 1]).float().mean()),
         },
-        "curves": curves,
-        "final": {
-            m: {"reward": curves[m]["reward"][-1], "kl": curves[m]["kl"][-1]} for m in METHODS
-        },
-    }
-    out = Path(args.out)
-    plot(result, out)
-    write_json(out / "llm_demo.json", result)
-    print(f"wrote {out / 'llm_demo.png'} (and .pdf, .json)")
-    for m in METHODS:
-        f = result["final"][m]
-        print(f"  {m:5s} reward {ref_reward:.3f} -> {f['reward']:.3f}   KL {f['kl']:.3f}")
-    return 0
+        curves=curves,
+        final={m: {"reward": curves[m]["reward"][-1], "kl": curves[m]["kl"][-1]} for m in METHODS},
+    )
 
 
 run = cli(main)
