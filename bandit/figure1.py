@@ -6,35 +6,62 @@ CoPG §5: rewards R = (2.5, 2, 1), data y ∼ μ1 = (0.1, 0.2, 0.7), y' ∼ μ2 
 J(π*) − J(π̂) along training. Each method's curve is the mean over seeds with a ±1 standard
 deviation band, and its exact fixed point (:mod:`bandit.fixed_points`) is a dashed line.
 
+Three layers, each usable alone (a notebook needs only the first two):
+
+- the experiment: :class:`Figure1Config` in, :func:`compute` → :class:`Figure1Result`
+  (one :class:`MethodResult` per method; ``result.to_dict()`` is figure1.json's content);
+- the figure: :func:`plot` (result) → a ``matplotlib.figure.Figure``, built outside pyplot;
+- the command line: :func:`main`, which parses, computes, writes and draws::
+
     python -m bandit.figure1 [--seeds 10] [--epochs 100] [--methods copg,ipo,pg,pg_value]
                              [--seed 0] [--out figures/] [--config FILE]
 
-Writes figure1.png, figure1.pdf and figure1.json into --out.
+  Writes figure1.png, figure1.pdf and figure1.json into --out.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from .cli import ArgumentParser, cli, int_at_least
+from .cli import ArgumentParser, cli, method_list, nonneg_int, positive_int
 from .exact import optimal_policy, optimal_value, regret
-from .methods import OFFLINE_METHODS, get_method
-from .outputs import load_config, new_figure, save_figure, write_json
-from .problems import Bandit
+from .methods import OFFLINE_METHODS
+from .outputs import json_text, jsonable, load_config, new_figure, save_figure, write_json
+from .problems import Bandit, OfflineData
 from .validation import ValidationError, check_positive
 
-__all__ = ["DEFAULT_METHODS", "Figure1Config", "Figure1Result", "compute", "main", "plot"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from .fixed_points import FixedPoint
+    from .trainer import Minibatches, TrainConfig, TrainResult
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "Figure1Config",
+    "Figure1Result",
+    "MethodResult",
+    "compute",
+    "main",
+    "plot",
+]
 
 DEFAULT_METHODS = ("copg", "ipo", "pg", "pg_value")
 #: Max-abs probability gap below which the noise-free flow counts as converged.
 _CONVERGED_ATOL = 1e-8
+#: Marks a result field that figure1.json leaves out (objects, not data).
+_NOT_IN_JSON = {"json": False}
+
+
+# ---------------------------------------------------------------------------- experiment
 
 
 @dataclass(frozen=True)
@@ -69,10 +96,8 @@ class Figure1Config:
             )
         return cls(**d)
 
-    def problem(self) -> tuple[Bandit, Any]:
+    def problem(self) -> tuple[Bandit, OfflineData]:
         """The bandit and its OfflineData, validated (ValidationError on bad input)."""
-        from .expected import OfflineData
-
         R = np.asarray(self.rewards, dtype=np.float64)
         beta = check_positive("beta", self.beta)
         if R.ndim == 1:
@@ -89,7 +114,8 @@ class Figure1Config:
             )
         return bandit, data
 
-    def train_config(self, epochs: int):
+    def train_config(self, epochs: int) -> TrainConfig:
+        """The trainer's settings for ``epochs`` epochs (ValidationError on bad input)."""
         from .trainer import TrainConfig
 
         return TrainConfig(
@@ -97,33 +123,124 @@ class Figure1Config:
         )
 
 
-def _squeeze(bandit: Bandit, config: Figure1Config, a: np.ndarray) -> np.ndarray:
-    """Policies as (n,) for a one-prompt problem given as (n,), else (X, n)."""
-    return a[..., 0, :] if np.ndim(config.rewards) == 1 else a
+def _json_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.metadata.get("json", True)}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
+class MethodResult:
+    """One method of figure 1: its training over the seeds against its exact fixed point.
+
+    Policies are (n,) for a one-prompt problem whose rewards were given as (n,), else
+    (X, n); curves have epochs + 1 points (point 0 is π_ref); standard deviations use
+    ddof = 1 when there are several seeds.
+
+    Attributes:
+      regret_curve_mean: (epochs + 1,) regret J(π*) − J(π̂) per epoch, mean over seeds.
+      regret_curve_std: (epochs + 1,) its standard deviation over seeds.
+      final_regret_mean: the last epoch's regret, mean over seeds.
+      final_regret_std: its standard deviation over seeds.
+      final_policy_mean: the trained policy after the last epoch, mean over seeds.
+      final_policy_se: the standard error of that mean.
+      expected_flow_regret_curve: (epochs + 1,) regret of the noise-free Adam flow: the
+        same trainer on the exact expected gradient of every minibatch.
+      expected_flow_final_policy: the flow's policy after the last epoch.
+      optimisation_gap: max |π_flow − π_fixed point| after the last epoch: what the
+        optimiser has not yet covered, noise apart.
+      agreement: ``"sampling error"`` when the flow has converged (its gap is below the
+        standard error, or below 1e-8), so the trained mean misses the fixed point by
+        sampling error only; ``"optimisation gap"`` otherwise.
+      fixed_point_policy: the method's exact fixed point π.
+      fixed_point_regret: its regret (dashed in the figure).
+      fixed_point: the :class:`~bandit.fixed_points.FixedPoint` with its certificate;
+        figure1.json holds its residual, unique, interior and message.
+      training: the :class:`~bandit.trainer.TrainResult` over the seeds (log-policies and
+        regret per seed and epoch; not in figure1.json).
+    """
+
+    regret_curve_mean: NDArray[np.float64]
+    regret_curve_std: NDArray[np.float64]
+    final_regret_mean: float
+    final_regret_std: float
+    final_policy_mean: NDArray[np.float64]
+    final_policy_se: NDArray[np.float64]
+    expected_flow_regret_curve: NDArray[np.float64]
+    expected_flow_final_policy: NDArray[np.float64]
+    optimisation_gap: float
+    agreement: str
+    fixed_point_policy: NDArray[np.float64]
+    fixed_point_regret: float
+    fixed_point: FixedPoint = field(repr=False, metadata=_NOT_IN_JSON)
+    training: TrainResult = field(repr=False, metadata=_NOT_IN_JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This method's entry of figure1.json (plain lists and floats)."""
+        fp = self.fixed_point
+        return jsonable(
+            _json_fields(self)
+            | {
+                "fixed_point_residual": float(fp.residual),
+                "fixed_point_unique": bool(fp.unique),
+                "fixed_point_interior": bool(fp.interior),
+                "fixed_point_message": fp.message,
+            }
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class Figure1Result:
-    """What figure 1 computes, for a notebook as much as for the CLI.
+    """What :func:`compute` returns: figure 1's data, for a notebook as for the CLI.
 
     Attributes:
       config: the experiment.
-      summary: the content of figure1.json (per-method regret curves, final policies,
-        exact fixed points and how the two agree); :func:`plot` draws it.
-      runs: each method's :class:`~bandit.trainer.TrainResult` over the seeds.
-      fixed_points: each method's exact :class:`~bandit.fixed_points.FixedPoint`.
-      batches: the seeds' datasets and minibatches (:class:`~bandit.trainer.Minibatches`).
+      methods: a :class:`MethodResult` per method, in the order trained (the figure's).
+      seeds: how many seeds (datasets) were trained.
+      epochs: epochs per seed.
+      seed: the random seed of the datasets and minibatches.
+      ref: the reference policy π_ref used (uniform when ``config.ref`` is None).
+      optimal_policy: π*, the maximiser of the KL-regularised objective.
+      optimal_value: J(π*).
+      initial_regret: the regret of π_ref, where every curve starts.
+      batches: the seeds' datasets and minibatch counts
+        (:class:`~bandit.trainer.Minibatches`; not in figure1.json).
     """
 
     config: Figure1Config
-    summary: dict[str, Any]
-    runs: dict[str, Any]
-    fixed_points: dict[str, Any]
-    batches: Any
+    methods: Mapping[str, MethodResult]
+    seeds: int
+    epochs: int
+    seed: int
+    ref: NDArray[np.float64]
+    optimal_policy: NDArray[np.float64]
+    optimal_value: float
+    initial_regret: float
+    batches: Minibatches = field(repr=False, metadata=_NOT_IN_JSON)
 
-    def to_json(self) -> dict[str, Any]:
-        """figure1.json's content (NumPy arrays become lists when written)."""
-        return self.summary
+    def to_dict(self) -> dict[str, Any]:
+        """figure1.json's content (plain lists and floats; non-finite floats are None)."""
+        ref = self.ref if self.config.ref is None else self.config.ref
+        if np.ndim(self.config.rewards) == 1:
+            ref = np.asarray(ref).reshape(-1)
+        return jsonable(
+            {
+                "config": {
+                    **asdict(self.config),
+                    "ref": ref,
+                    "methods": list(self.methods),
+                    "seeds": self.seeds,
+                    "epochs": self.epochs,
+                    "seed": self.seed,
+                },
+                "optimal_policy": self.optimal_policy,
+                "optimal_value": self.optimal_value,
+                "initial_regret": self.initial_regret,
+                "methods": {m: r.to_dict() for m, r in self.methods.items()},
+            }
+        )
+
+    def to_json(self) -> str:
+        """figure1.json's text, byte for byte."""
+        return json_text(self.to_dict())
 
 
 def compute(
@@ -135,31 +252,80 @@ def compute(
     seed: int = 0,
     progress: bool = False,
 ) -> Figure1Result:
-    """Train every method on every seed and compare with the exact fixed points."""
+    """Train every method on every seed and compare with the exact fixed points.
+
+    Args:
+      config: the experiment (default: CoPG §5's).
+      methods: offline method names (repeats are dropped).
+      seeds: how many datasets to draw and train on, each with its own minibatches.
+      epochs: passes over each dataset.
+      seed: the random seed of the datasets and minibatches.
+      progress: show a progress bar (epochs over all methods).
+
+    Returns:
+      the :class:`Figure1Result`.
+    """
     config = config or Figure1Config()
     methods = list(dict.fromkeys(methods))
+    from .methods import get_method
+
     for m in methods:
-        if get_method(m).sampling != "offline":
+        if not get_method(m).offline:
             raise ValidationError(
                 f"methods: {m!r} is an online method; figure 1 trains offline methods "
                 f"({', '.join(OFFLINE_METHODS)})"
             )
     bandit, data = config.problem()
-    tc = config.train_config(epochs)
+    full, fixed, batches = _train(
+        bandit, data, config.train_config(epochs), methods, seeds, seed, progress
+    )
+
+    def sq(a: Any) -> NDArray[np.float64]:
+        """Policies as (n,) for a one-prompt problem given as (n,), else (X, n)."""
+        a = np.asarray(a)
+        return a[..., 0, :] if np.ndim(config.rewards) == 1 else a
+
+    return Figure1Result(
+        config=config,
+        methods={m: _method_result(bandit, full[m], fixed[m], seeds, sq) for m in methods},
+        seeds=seeds,
+        epochs=epochs,
+        seed=seed,
+        ref=sq(bandit.ref),
+        optimal_policy=sq(np.exp(optimal_policy(bandit))),
+        optimal_value=float(optimal_value(bandit)),
+        initial_regret=float(regret(bandit, bandit.log_ref)),
+        batches=batches,
+    )
+
+
+def _train(
+    bandit: Bandit,
+    data: OfflineData,
+    tc: TrainConfig,
+    methods: Sequence[str],
+    seeds: int,
+    seed: int,
+    progress: bool,
+) -> tuple[dict[str, TrainResult], dict[str, FixedPoint], Minibatches]:
+    """Train on ``seeds`` datasets plus the noise-free flow; solve the fixed points.
+
+    Returns each method's :class:`~bandit.trainer.TrainResult` over ``seeds + 1`` "seeds"
+    (the last one trained on the exact expected gradient: the noise-free Adam flow), each
+    method's fixed point, and the seeds' minibatches.
+    """
     from .fixed_points import fixed_point  # JAX loads here
-    from .trainer import CompiledTrainer, TrainResult, expected_minibatches, minibatches
+    from .trainer import CompiledTrainer, expected_minibatches, minibatches
 
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(methods) * epochs, desc="figure1", unit="epoch", leave=False)
+        bar = tqdm(total=len(methods) * tc.epochs, desc="figure1", unit="epoch", leave=False)
     # Neither the trainer's compilation nor the exact fixed points need the minibatches:
     # both run on other threads while the counts are drawn (XLA compiles and the
     # hypergeometric draws run without the GIL).
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # seeds + 1: one more "seed" trained on the exact expected gradient, the
-        # noise-free Adam flow.
         trainer = pool.submit(
             CompiledTrainer,
             methods,
@@ -180,61 +346,47 @@ def compute(
             if bar is not None:
                 bar.close()
         fixed = {m: f.result() for m, f in fixed.items()}
+    return results, fixed, batches
 
-    sq = lambda a: _squeeze(bandit, config, np.asarray(a))  # noqa: E731
+
+def _method_result(
+    bandit: Bandit, full: TrainResult, fp: FixedPoint, seeds: int, sq: Any
+) -> MethodResult:
+    """The statistics of one method: ``full`` holds the seeds, then the noise-free flow."""
+    from .trainer import TrainResult
+
     ddof = 1 if seeds > 1 else 0
-    per_method = {}
-    for m in methods:
-        full = results[m]
-        flow_lp = full.log_policies[seeds]
-        r = results[m] = TrainResult(m, full.log_policies[:seeds], full.regret[:seeds])
-        fp = fixed[m]
-        final = r.regret[:, -1]
-        pi = np.exp(r.log_policies[:, -1])
-        pi_mean, pi_se = pi.mean(axis=0), pi.std(axis=0, ddof=ddof) / np.sqrt(seeds)
-        pi_fp, pi_flow = np.exp(fp.log_policy), np.exp(flow_lp[-1])
-        # The trained mean misses the fixed point by sampling error (its standard error)
-        # plus whatever the noise-free flow has not yet covered at the same step count.
-        gap = float(np.max(np.abs(pi_flow - pi_fp)))
-        # Converged: the flow's gap is below the standard error, or at float64 optimisation
-        # precision (CoPG's fixed point is π* for every dataset, so its se can be ~0).
-        converged = gap <= max(float(np.max(pi_se)), _CONVERGED_ATOL)
-        per_method[m] = {
-            "final_regret_mean": float(final.mean()),
-            "final_regret_std": float(final.std(ddof=ddof)),
-            "final_policy_mean": sq(pi_mean),
-            "final_policy_se": sq(pi_se),
-            "expected_flow_regret_curve": full.regret[seeds],
-            "expected_flow_final_policy": sq(pi_flow),
-            "optimisation_gap": gap,
-            "agreement": "sampling error" if converged else "optimisation gap",
-            "fixed_point_policy": sq(pi_fp),
-            "fixed_point_regret": float(regret(bandit, fp.log_policy)),
-            "fixed_point_residual": float(fp.residual),
-            "fixed_point_unique": bool(fp.unique),
-            "fixed_point_interior": bool(fp.interior),
-            "fixed_point_message": fp.message,
-            "regret_curve_mean": r.regret.mean(axis=0),
-            "regret_curve_std": r.regret.std(axis=0, ddof=ddof),
-        }
-    summary = {
-        "config": {
-            **asdict(config),
-            "ref": bandit.ref if config.ref is None else config.ref,
-            "methods": methods,
-            "seeds": seeds,
-            "epochs": epochs,
-            "seed": seed,
-        },
-        "optimal_policy": sq(np.exp(optimal_policy(bandit))),
-        "optimal_value": float(optimal_value(bandit)),
-        "initial_regret": float(regret(bandit, bandit.log_ref)),
-        "methods": per_method,
-    }
-    if np.ndim(config.rewards) == 1:
-        summary["config"]["ref"] = np.asarray(summary["config"]["ref"]).reshape(-1)
-    return Figure1Result(config, summary, results, fixed, batches)
+    flow_lp = full.log_policies[seeds]
+    r = TrainResult(full.method, full.log_policies[:seeds], full.regret[:seeds])
+    final = r.regret[:, -1]
+    pi = np.exp(r.log_policies[:, -1])
+    pi_mean, pi_se = pi.mean(axis=0), pi.std(axis=0, ddof=ddof) / np.sqrt(seeds)
+    pi_fp, pi_flow = np.exp(fp.log_policy), np.exp(flow_lp[-1])
+    # The trained mean misses the fixed point by sampling error (its standard error)
+    # plus whatever the noise-free flow has not yet covered at the same step count.
+    gap = float(np.max(np.abs(pi_flow - pi_fp)))
+    # Converged: the flow's gap is below the standard error, or at float64 optimisation
+    # precision (CoPG's fixed point is π* for every dataset, so its se can be ~0).
+    converged = gap <= max(float(np.max(pi_se)), _CONVERGED_ATOL)
+    return MethodResult(
+        regret_curve_mean=r.regret.mean(axis=0),
+        regret_curve_std=r.regret.std(axis=0, ddof=ddof),
+        final_regret_mean=float(final.mean()),
+        final_regret_std=float(final.std(ddof=ddof)),
+        final_policy_mean=sq(pi_mean),
+        final_policy_se=sq(pi_se),
+        expected_flow_regret_curve=np.asarray(full.regret[seeds]),
+        expected_flow_final_policy=sq(pi_flow),
+        optimisation_gap=gap,
+        agreement="sampling error" if converged else "optimisation gap",
+        fixed_point_policy=sq(pi_fp),
+        fixed_point_regret=float(regret(bandit, fp.log_policy)),
+        fixed_point=fp,
+        training=r,
+    )
 
+
+# -------------------------------------------------------------------------------- figure
 
 _LABELS = {
     "copg": "CoPG",
@@ -246,27 +398,25 @@ _LABELS = {
 }
 
 
-def plot(result: Figure1Result | dict[str, Any]):
+def plot(result: Figure1Result) -> Figure:
     """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed.
 
-    Takes a :class:`Figure1Result` or its summary (figure1.json's content)."""
-    summary = result.summary if isinstance(result, Figure1Result) else result
+    A ``matplotlib.figure.Figure`` made without pyplot: the user's backend is untouched.
+    """
     fig = new_figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
-    for i, (m, s) in enumerate(summary["methods"].items()):
+    for i, (m, s) in enumerate(result.methods.items()):
         color = f"C{i}"
-        mean = np.asarray(s["regret_curve_mean"])
-        sd = np.asarray(s["regret_curve_std"])
+        mean, sd = np.asarray(s.regret_curve_mean), np.asarray(s.regret_curve_std)
         x = np.arange(mean.size)
         ax.plot(x, mean, color=color, label=_LABELS.get(m, m))
         ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.25, linewidth=0)
-        if np.isfinite(s["fixed_point_regret"]):
-            ax.axhline(s["fixed_point_regret"], color=color, linestyle="--", linewidth=1)
-    cfg = summary["config"]
+        if np.isfinite(s.fixed_point_regret):
+            ax.axhline(s.fixed_point_regret, color=color, linestyle="--", linewidth=1)
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"regret $J(\pi_*) - J(\hat\pi)$")
     ax.set_title(
-        f"CoPG §5 bandit, β = {cfg['beta']:g}: mean ± sd over {cfg['seeds']} seeds; "
+        f"CoPG §5 bandit, β = {result.config.beta:g}: mean ± sd over {result.seeds} seeds; "
         "dashed: exact fixed point",
         fontsize=9,
     )
@@ -277,20 +427,24 @@ def plot(result: Figure1Result | dict[str, Any]):
     return fig
 
 
+# -------------------------------------------------------------------------- command line
+
+
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m bandit.figure1",
         description="Regenerate CoPG Fig. 1 (regret of offline methods on the §5 bandit).",
     )
-    p.add_argument("--seeds", type=int_at_least(1), default=10, help="seeds (default 10)")
-    p.add_argument("--epochs", type=int_at_least(1), default=100, help="epochs (default 100)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="seeds (default 10)")
+    p.add_argument("--epochs", type=positive_int, default=100, help="epochs (default 100)")
     p.add_argument(
         "--methods",
-        default=",".join(DEFAULT_METHODS),
+        type=method_list(offline_only=True),
+        default=DEFAULT_METHODS,
         help=f"comma-separated offline methods among {', '.join(OFFLINE_METHODS)} "
         f"(default {','.join(DEFAULT_METHODS)})",
     )
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
     p.add_argument(
         "--config",
@@ -304,23 +458,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate figure1.png, figure1.pdf and figure1.json."""
     args = _parser().parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise ValidationError("--methods: give at least one method")
-    for m in methods:
-        get_method(m)  # unknown names fail here, before any work
     config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
     config.problem()  # validate before training
     config.train_config(args.epochs)
     result = compute(
         config,
-        methods=methods,
+        methods=args.methods,
         seeds=args.seeds,
         epochs=args.epochs,
         seed=args.seed,
         progress=True,
     )
-    write_json(args.out / "figure1.json", result.to_json())
+    write_json(args.out / "figure1.json", result.to_dict())
     save_figure(plot(result), args.out / "figure1")
     print(f"wrote {args.out / 'figure1.png'}, .pdf and .json")
     return 0

@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "jsonable", "load_config", "new_figure", "save_figure", "write_json"]
+__all__ = [
+    "atomic_path",
+    "json_text",
+    "jsonable",
+    "load_config",
+    "new_figure",
+    "save_figure",
+    "write_json",
+]
 
 
 def new_figure(**kwargs: Any):
@@ -65,10 +73,15 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as the CLIs write it: :func:`jsonable`, indented, sorted keys, final newline."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically, with sorted keys (same input, same bytes)."""
+    """Write ``obj`` as :func:`json_text`, atomically (same input, same bytes)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json_text(obj))
 
 
 def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:

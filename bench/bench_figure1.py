@@ -79,7 +79,7 @@ def main() -> int:
     methods = DEFAULT_METHODS
 
     t = time.perf_counter()
-    summary = compute(cfg, methods=methods, seeds=args.seeds, epochs=args.epochs).summary
+    summary = compute(cfg, methods=methods, seeds=args.seeds, epochs=args.epochs).to_dict()
     fast_total = time.perf_counter() - t
     fast = fast_total / (len(methods) * args.seeds)
 

@@ -17,7 +17,14 @@ import pytest
 from scipy.stats import norm
 
 from bandit.cli import cli
-from bandit.figure1 import DEFAULT_METHODS, Figure1Config, compute, main
+from bandit.figure1 import (
+    DEFAULT_METHODS,
+    Figure1Config,
+    Figure1Result,
+    MethodResult,
+    compute,
+    main,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -59,7 +66,7 @@ def test_cli_writes_complete_outputs_and_is_deterministic(tmp_path):
         assert len(s["regret_curve_mean"]) == len(s["regret_curve_std"]) == 5  # epochs + 1
         assert s["regret_curve_mean"][0] == pytest.approx(d["initial_regret"], abs=1e-15)
     # A different seed gives different numbers (the seed is used).
-    other = compute(methods=["copg"], seeds=3, epochs=4, seed=12).summary
+    other = compute(methods=["copg"], seeds=3, epochs=4, seed=12).to_dict()
     assert (
         other["methods"]["copg"]["final_regret_mean"] != d["methods"]["copg"]["final_regret_mean"]
     )
@@ -126,7 +133,7 @@ def test_help():
 def paper():
     """The paper's setting: 10 seeds, 100 epochs, R = (2.5, 2, 1), β = 0.5 (seconds)."""
     r = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=100)
-    return r.summary, r.runs
+    return r.to_dict(), {m: x.training for m, x in r.methods.items()}
 
 
 def test_fig1_qualitative_claims(paper):
@@ -199,8 +206,8 @@ def test_fig1_policies_agree_with_fixed_points_at_100_epochs(paper):
 
 def test_fig1_policies_agree_with_fixed_points_after_400_epochs():
     r = compute(Figure1Config(), methods=DEFAULT_METHODS, seeds=10, epochs=400)
-    s, res = r.summary, r.runs
-    assert set(r.fixed_points) == set(DEFAULT_METHODS) and r.batches.n_seeds == 10
+    s, res = r.to_dict(), {m: x.training for m, x in r.methods.items()}
+    assert r.batches.n_seeds == 10
     z = _z_bound(3 * len(DEFAULT_METHODS))
     for name, m in s["methods"].items():
         assert m["agreement"] == "sampling error", name
@@ -214,20 +221,38 @@ def test_fig1_policies_agree_with_fixed_points_after_400_epochs():
     assert not _agrees(wrong, 10, z)
 
 
-def test_plotting_never_switches_the_users_backend(tmp_path):
-    """A notebook's backend survives plot() and save_figure(). Negative control: the pyplot
-    route that the CLIs used to take (``matplotlib.use("Agg")``) does switch it."""
-    import subprocess
-    import sys
+def test_result_is_typed_and_its_json_is_the_cli_file(tmp_path):
+    """compute returns frozen, typed results; to_json is figure1.json byte for byte."""
+    import dataclasses
 
+    argv = ["--seeds", "2", "--epochs", "2", "--methods", "ipo,copg", "--out", str(tmp_path)]
+    assert cli(main)(argv) == 0
+    r = compute(methods=["ipo", "copg"], seeds=2, epochs=2)
+    assert isinstance(r, Figure1Result) and list(r.methods) == ["ipo", "copg"]
+    assert r.to_json() == (tmp_path / "figure1.json").read_text()
+    assert json.loads(r.to_json()) == r.to_dict()
+    ipo = r.methods["ipo"]
+    assert isinstance(ipo, MethodResult) and ipo.fixed_point.method == "ipo"
+    assert ipo.training.regret.shape == (2, 3) and r.batches.n_seeds == 2
+    assert ipo.regret_curve_mean.shape == (3,) and ipo.final_policy_mean.shape == (3,)
+    # The objects stay out of the JSON; the fixed point's certificate goes in.
+    d = r.to_dict()["methods"]["ipo"]
+    assert "training" not in d and "fixed_point" not in d and "batches" not in r.to_dict()
+    assert d["fixed_point_residual"] == ipo.fixed_point.residual
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.seeds = 3  # type: ignore[misc]
+
+
+def test_plotting_never_switches_the_users_backend(tmp_path):
+    """A notebook's backend survives compute(), plot() and save_figure(). Negative control:
+    the pyplot route that the CLIs used to take (``matplotlib.use("Agg")``) does switch it."""
     code = f"""
 import matplotlib
 matplotlib.use("svg")
-from bandit.figure1 import plot
+from bandit.figure1 import Figure1Config, compute, plot
 from bandit.outputs import save_figure
-s = {{"regret_curve_mean": [1.0, 0.5], "regret_curve_std": [0.1, 0.1], "fixed_point_regret": 0.0}}
-fig = plot({{"methods": {{"copg": s}}, "config": {{"beta": 0.5, "seeds": 2}}}})
-save_figure(fig, {str(tmp_path / "f")!r})
+r = compute(Figure1Config(dataset_size=20, batch_size=10), methods=["copg"], seeds=1, epochs=1)
+save_figure(plot(r), {str(tmp_path / "f")!r})
 print(matplotlib.get_backend())
 if {{control}}:
     matplotlib.use("Agg")
