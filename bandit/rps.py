@@ -19,25 +19,33 @@ enters the expected loss through (M[y,y'] + 1 − M[y',y])/2 (the loss is linear
 
 ``--matrix`` is inline ("0.5,0.85,0.1; 0.15,0.5,0.85; 0.9,0.15,0.5") or a file (JSON list
 of rows, or whitespace/comma-separated text). Writes rps.png, rps.pdf and rps.json.
+
+Three layers, each usable alone (a notebook needs only the first two): :func:`compute` →
+:class:`RPSResult` (one :class:`MixtureRun` per mixture; ``result.to_dict()`` is rps.json's
+content), :func:`plot` (result) → a ``matplotlib.figure.Figure`` built outside pyplot, and
+the command line, :func:`main`. The figure's text keeps IPO-MD's notation (τ, β).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .cli import ArgumentParser, cli, int_at_least
+from .cli import ArgumentParser, cli, comma_list, float_in, positive_float, positive_int
 from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
-from .outputs import new_figure, save_figure, write_json
+from .outputs import json_text, jsonable, new_figure, save_figure, write_json
 from .problems import PreferenceGame
-from .validation import ValidationError, check_finite, check_positive, check_unit_interval
+from .validation import ValidationError, check_finite, check_unit_interval
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "DEFAULT_MIXTURES",
@@ -77,6 +85,9 @@ def nearest_preference_matrix(M: ArrayLike) -> NDArray[np.float64]:
 RPS_MATRIX = nearest_preference_matrix(PAPER_MATRIX)
 
 
+# ---------------------------------------------------------------------------- experiment
+
+
 def _starts(n: int) -> NDArray[np.float64]:
     """Log-policies of the starting points: mass 0.8 on action i, i < min(n, 3)."""
     k = min(n, 3)
@@ -85,18 +96,22 @@ def _starts(n: int) -> NDArray[np.float64]:
     return np.log(pi)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MixtureRun:
-    """IPO-MD(β) at one mixture value m (IPO-MD's β), from every start.
+    """IPO-MD(β) at one mixture value (IPO-MD's β), from every start.
 
     Attributes:
-      mixture: m ∈ [0, 1].
-      fixed_point: π of Eq. (13), shape (n,); fixed_point_residual: its certificate.
-      trajectory_end: π after the last step, one row per start.
-      distance_to_fixed_point: max-abs probability gap of each end to the fixed point.
-      trajectory_steps, trajectories: ``_KEEP`` recorded steps and their policies.
-      mixture_nash_gap: Prop. 5.2, the duality gap of the fixed point's mixture in the
-        game at τ/(1 − m); None for m = 1.
+      mixture: IPO-MD's β ∈ [0, 1]: 0 is online IPO (self-play), 1 samples from π_ref.
+      fixed_point: (n,) the IPO-MD(β) fixed point (Eq. 13).
+      fixed_point_residual: its Eq. (13) residual, the certificate.
+      trajectory_end: (starts, n) the policy after the last step, one row per start.
+      distance_to_fixed_point: (starts,) max-abs probability gap of each end to the
+        fixed point.
+      trajectory_steps: (k,) the recorded steps (at most 201, first and last included).
+      trajectories: (starts, k, n) the policies at those steps.
+      mixture_nash_gap: Prop. 5.2: the duality gap of the fixed point's geometric mixture
+        with π_ref in the game at KL strength τ/(1 − β); None for β = 1 (absent from
+        rps.json).
     """
 
     mixture: float
@@ -108,13 +123,28 @@ class MixtureRun:
     trajectories: NDArray[np.float64]
     mixture_nash_gap: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """This run's entry of rps.json (plain lists and floats)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        if d["mixture_nash_gap"] is None:
+            del d["mixture_nash_gap"]
+        return jsonable(d)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class RPSResult:
-    """The App. F experiment: the game, its Nash equilibrium and one run per mixture.
+    """What :func:`compute` returns: the game, its Nash equilibrium and a run per mixture.
 
-    ``beta`` is the KL strength (IPO-MD's τ); ``runs`` is keyed by the mixture as text.
-    :meth:`to_json` is rps.json's content; :func:`plot` draws it.
+    Attributes:
+      matrix: (n, n) the preference matrix P, P[i, j] = p(y_i ≻ y_j).
+      beta: the KL strength (IPO-MD's τ).
+      ref: (n,) the reference policy π_ref (uniform).
+      nash_equilibrium: (n,) the regularised Nash equilibrium (Eq. 12).
+      nash_duality_gap: its duality gap, the certificate.
+      steps: gradient steps per run.
+      lr: the step size.
+      starts: (starts, n) the starting policies.
+      runs: a :class:`MixtureRun` per mixture, keyed by the mixture as text (``f"{m:g}"``).
     """
 
     matrix: NDArray[np.float64]
@@ -125,18 +155,17 @@ class RPSResult:
     steps: int
     lr: float
     starts: NDArray[np.float64]
-    runs: dict[str, MixtureRun]
+    runs: Mapping[str, MixtureRun]
 
-    def to_json(self) -> dict[str, Any]:
-        """rps.json's content (a run's ``mixture_nash_gap`` is left out for m = 1)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["runs"] = {
-            k: {f.name: getattr(r, f.name) for f in fields(r)} for k, r in self.runs.items()
-        }
-        for run in out["runs"].values():
-            if run["mixture_nash_gap"] is None:
-                del run["mixture_nash_gap"]
-        return out
+    def to_dict(self) -> dict[str, Any]:
+        """rps.json's content (plain lists and floats; non-finite floats are None)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["runs"] = {key: run.to_dict() for key, run in self.runs.items()}
+        return jsonable(d)
+
+    def to_json(self) -> str:
+        """rps.json's text, byte for byte."""
+        return json_text(self.to_dict())
 
 
 def compute(
@@ -148,8 +177,21 @@ def compute(
     lr: float = 0.01,
     progress: bool = False,
 ) -> RPSResult:
-    """Run IPO-MD(β) for each mixture β from each start (an :class:`RPSResult`)."""
+    """Run IPO-MD(β) for each mixture β from each start, on exact expected gradients.
+
+    Args:
+      P: the preference matrix (validated: P + Pᵀ = 1, entries in [0, 1]).
+      mixtures: IPO-MD's β values, each in [0, 1].
+      beta: the KL strength > 0 (IPO-MD's τ).
+      steps: gradient steps per run.
+      lr: the step size.
+      progress: show a progress bar (one tick per mixture).
+
+    Returns:
+      the :class:`RPSResult`.
+    """
     from .dynamics import exact_dynamics  # JAX: imported only when running
+    from .policy import geometric_mixture
 
     game = PreferenceGame(P, None, beta)
     mixtures = [check_unit_interval("mixture", m) for m in mixtures]
@@ -160,22 +202,12 @@ def compute(
     # Record every step when steps is not a multiple of the thinning stride.
     stride = max(1, steps // (_KEEP - 1))
     every = stride if steps % stride == 0 else 1
-    out: dict[str, Any] = {
-        "matrix": game.P,
-        "beta": game.beta,
-        "ref": game.ref,
-        "nash_equilibrium": nash.policy,
-        "nash_duality_gap": nash.residual,
-        "steps": steps,
-        "lr": lr,
-        "starts": np.exp(starts),
-        "runs": {},
-    }
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(mixtures), desc="rps", unit="mixture", leave=False)
+    runs: dict[str, MixtureRun] = {}
     for mixture in mixtures:
         fp = ipo_md_fixed_point(game, mixture)
         traj = exact_dynamics(
@@ -183,28 +215,39 @@ def compute(
         )
         pis = np.exp(traj.log_policies)
         idx = np.unique(np.linspace(0, pis.shape[1] - 1, _KEEP).round().astype(int))
-        run = {
-            "mixture": mixture,
-            "fixed_point": fp.policy,
-            "fixed_point_residual": fp.residual,
-            "trajectory_end": pis[:, -1],
-            "distance_to_fixed_point": np.max(np.abs(pis[:, -1] - fp.policy), axis=-1),
-            "trajectory_steps": traj.steps[idx],
-            "trajectories": pis[:, idx],
-        }
+        nash_gap = None
         if mixture < 1.0:
             g2 = PreferenceGame(game.P, game.ref, beta / (1.0 - mixture))
-            from .policy import geometric_mixture
-
-            run["mixture_nash_gap"] = exploitability(
-                g2, geometric_mixture(fp.log_policy, game.log_ref, mixture)
-            )
-        out["runs"][f"{mixture:g}"] = MixtureRun(**run)
+            mixed = geometric_mixture(fp.log_policy, game.log_ref, mixture)
+            nash_gap = exploitability(g2, mixed)
+        runs[f"{mixture:g}"] = MixtureRun(
+            mixture=mixture,
+            fixed_point=fp.policy,
+            fixed_point_residual=fp.residual,
+            trajectory_end=pis[:, -1],
+            distance_to_fixed_point=np.max(np.abs(pis[:, -1] - fp.policy), axis=-1),
+            trajectory_steps=traj.steps[idx],
+            trajectories=pis[:, idx],
+            mixture_nash_gap=nash_gap,
+        )
         if bar is not None:
             bar.update()
     if bar is not None:
         bar.close()
-    return RPSResult(**out)
+    return RPSResult(
+        matrix=game.P,
+        beta=game.beta,
+        ref=game.ref,
+        nash_equilibrium=nash.policy,
+        nash_duality_gap=nash.residual,
+        steps=steps,
+        lr=lr,
+        starts=np.exp(starts),
+        runs=runs,
+    )
+
+
+# -------------------------------------------------------------------------------- figure
 
 
 def _to_xy(pi: NDArray) -> NDArray:
@@ -213,16 +256,17 @@ def _to_xy(pi: NDArray) -> NDArray:
     return pi @ corners
 
 
-def plot(result: RPSResult | dict[str, Any]):
+def plot(result: RPSResult) -> Figure:
     """The figure: trajectories on the simplex (n = 3) and distance to each fixed point.
 
-    Takes an :class:`RPSResult` or its JSON content."""
-    data = result.to_json() if isinstance(result, RPSResult) else result
+    A ``matplotlib.figure.Figure`` made without pyplot: the user's backend is untouched.
+    Its text keeps IPO-MD's notation: τ for ``beta``, β for ``mixture``.
+    """
     from matplotlib import colormaps
 
-    P = np.asarray(data["matrix"])
+    P = np.asarray(result.matrix)
     n = P.shape[0]
-    runs = data["runs"]
+    runs = result.runs
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(runs)))
     fig = new_figure(figsize=(11, 4.8))
     ax, ax2 = fig.subplots(1, 2)
@@ -241,7 +285,7 @@ def plot(result: RPSResult | dict[str, Any]):
                 textcoords="offset points",
             )
         for c, (key, run) in zip(colours, runs.items(), strict=True):
-            for s, tr in enumerate(np.asarray(run["trajectories"])):
+            for s, tr in enumerate(np.asarray(run.trajectories)):
                 xy = _to_xy(tr)
                 ax.plot(
                     xy[:, 0],
@@ -251,21 +295,21 @@ def plot(result: RPSResult | dict[str, Any]):
                     alpha=0.85,
                     label=f"β = {key}" if s == 0 else None,
                 )
-            fx, fy = _to_xy(np.asarray(run["fixed_point"]))
+            fx, fy = _to_xy(np.asarray(run.fixed_point))
             ax.plot(fx, fy, "o", color=c, mec="k", ms=6, zorder=5)
-        nx, ny = _to_xy(np.asarray(data["nash_equilibrium"]))
+        nx, ny = _to_xy(np.asarray(result.nash_equilibrium))
         ax.plot(nx, ny, "*", color="crimson", mec="k", ms=14, zorder=6, label="regularised Nash")
         ax.set_aspect("equal")
         ax.axis("off")
         ax.legend(loc="upper left", frameon=False, fontsize=8)
-        ax.set_title(f"IPO-MD(β) trajectories, τ = {data['beta']:g} (dots: fixed points)")
+        ax.set_title(f"IPO-MD(β) trajectories, τ = {result.beta:g} (dots: fixed points)")
     else:
         ax.text(0.5, 0.5, f"{n} actions: no 2-simplex view", ha="center", va="center")
         ax.axis("off")
     for c, (key, run) in zip(colours, runs.items(), strict=True):
-        fp = np.asarray(run["fixed_point"])
-        steps = np.asarray(run["trajectory_steps"])
-        for s, tr in enumerate(np.asarray(run["trajectories"])):
+        fp = np.asarray(run.fixed_point)
+        steps = np.asarray(run.trajectory_steps)
+        for s, tr in enumerate(np.asarray(run.trajectories)):
             dist = np.max(np.abs(tr - fp), axis=-1)
             ax2.semilogy(
                 steps,
@@ -282,8 +326,12 @@ def plot(result: RPSResult | dict[str, Any]):
     return fig
 
 
-def _parse_matrix(text: str) -> NDArray[np.float64]:
-    """An inline matrix ("a,b;c,d" or JSON) or a file holding one (JSON or plain text)."""
+# -------------------------------------------------------------------------- command line
+
+
+def _matrix(text: str) -> NDArray[np.float64]:
+    """``--matrix``: inline ("a,b;c,d" or JSON) or a file holding one (JSON or plain text),
+    a valid preference matrix."""
     path = Path(text)
     if path.is_file():
         text = path.read_text()
@@ -298,6 +346,10 @@ def _parse_matrix(text: str) -> NDArray[np.float64]:
             M = np.asarray([[float(v) for v in r.replace(",", " ").split()] for r in rows])
     except (ValueError, TypeError) as e:
         raise ValidationError(f"--matrix: cannot read a matrix of numbers ({e})") from None
+    try:
+        PreferenceGame(M)
+    except ValidationError as e:
+        raise ValidationError(f"--matrix: {e}") from None
     return M
 
 
@@ -310,12 +362,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--mixture",
         nargs="+",
-        default=[",".join(f"{m:g}" for m in DEFAULT_MIXTURES)],
+        type=comma_list(float_in(0.0, 1.0)),
+        default=[DEFAULT_MIXTURES],
         help="mixture values (IPO-MD's β) in [0, 1], space- or comma-separated "
         "(default 0 0.25 0.5 0.75 1)",
     )
     p.add_argument(
-        "--beta", type=float, default=0.1, help="KL strength (IPO-MD's τ) > 0 (default 0.1)"
+        "--beta",
+        type=positive_float,
+        default=0.1,
+        help="KL strength (IPO-MD's τ) > 0 (default 0.1)",
     )
     p.add_argument(
         "--matrix",
@@ -323,10 +379,8 @@ def _parser() -> argparse.ArgumentParser:
         "'0.5,0.85,0.1;0.15,0.5,0.85;0.9,0.15,0.5' or a JSON/text file "
         "(default: the nearest valid matrix to IPO-MD App. F's)",
     )
-    p.add_argument(
-        "--steps", type=int_at_least(1), default=4000, help="gradient steps (default 4000)"
-    )
-    p.add_argument("--lr", type=float, default=0.01, help="step size (default 0.01)")
+    p.add_argument("--steps", type=positive_int, default=4000, help="gradient steps (default 4000)")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="step size (default 0.01)")
     p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
     return p
 
@@ -334,26 +388,15 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write rps.png, rps.pdf and rps.json."""
     args = _parser().parse_args(argv)
-    try:
-        mixtures = [float(m) for tok in args.mixture for m in tok.split(",") if m.strip()]
-    except ValueError:
-        raise ValidationError(
-            f"--mixture: expected numbers in [0, 1], got {args.mixture}"
-        ) from None
-    for m in mixtures:
-        if not 0.0 <= m <= 1.0:
-            raise ValidationError(f"--mixture: each value must lie in [0, 1], got {m:g}")
-    check_positive("--beta", args.beta)
-    check_positive("--lr", args.lr)
-    P = RPS_MATRIX if args.matrix is None else _parse_matrix(args.matrix)
-    try:
-        PreferenceGame(P, None, args.beta)
-    except ValidationError as e:
-        raise ValidationError(f"--matrix: {e}") from None
     result = compute(
-        P, mixtures=mixtures, beta=args.beta, steps=args.steps, lr=args.lr, progress=True
+        RPS_MATRIX if args.matrix is None else _matrix(args.matrix),
+        mixtures=[m for values in args.mixture for m in values],
+        beta=args.beta,
+        steps=args.steps,
+        lr=args.lr,
+        progress=True,
     )
-    write_json(args.out / "rps.json", result.to_json())
+    write_json(args.out / "rps.json", result.to_dict())
     save_figure(plot(result), args.out / "rps")
     print(f"wrote {args.out / 'rps.png'}, .pdf and .json")
     return 0

@@ -103,7 +103,9 @@ def test_matrix_from_file(tmp_path):
 
 
 def test_bad_options(tmp_path, capsys):
-    for argv in (["--mixture", "1.5"], ["--beta", "0"], ["--lr", "-1"], ["--steps", "0"]):
+    bad = (["--mixture", "1.5"], ["--mixture", "0,x"], ["--mixture", ","], ["--beta", "0"])
+    bad += (["--beta", "nan"], ["--lr", "-1"], ["--steps", "0"], ["--steps", "1.5"])
+    for argv in bad:
         assert cli(main)([*argv, "--out", str(tmp_path)]) == 2
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
@@ -123,15 +125,42 @@ def test_module_entry_point_no_traceback(tmp_path):
     assert h.returncode == 0 and "--matrix" in h.stdout
 
 
-def test_compute_returns_a_typed_result_for_notebooks():
+def test_compute_returns_a_typed_result_for_notebooks(tmp_path):
+    import dataclasses
+
     from bandit.rps import MixtureRun, RPSResult, compute, plot
 
     r = compute(steps=20, mixtures=[0.0, 1.0])
     assert isinstance(r, RPSResult) and isinstance(r.runs["0"], MixtureRun)
     assert r.runs["0"].mixture == 0.0 and r.runs["0"].mixture_nash_gap is not None
+    assert r.runs["0"].trajectories.shape == (3, 21, 3)
     # Prop. 5.2's gap has no game at m = 1: None in the result, absent from the JSON.
     assert r.runs["1"].mixture_nash_gap is None
-    d = r.to_json()
+    d = r.to_dict()
     assert "mixture_nash_gap" not in d["runs"]["1"] and "mixture_nash_gap" in d["runs"]["0"]
-    assert d["beta"] == r.beta == 0.1
-    assert plot(r).axes and plot(d).axes
+    assert d["beta"] == r.beta == 0.1 and d["runs"]["1"]["mixture"] == 1.0
+    assert plot(r).axes
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.beta = 0.2  # type: ignore[misc]
+    # to_json is the CLI's rps.json, byte for byte.
+    argv = ["--steps", "20", "--mixture", "0,1", "--out", str(tmp_path)]
+    assert cli(main)(argv) == 0
+    assert r.to_json() == (tmp_path / "rps.json").read_text()
+    assert json.loads(r.to_json()) == d
+
+
+def test_plotting_never_switches_the_users_backend(tmp_path):
+    """A notebook's backend survives compute(), plot() and save_figure()."""
+    code = f"""
+import matplotlib
+matplotlib.use("svg")
+from bandit.outputs import save_figure
+from bandit.rps import compute, plot
+save_figure(plot(compute(steps=10, mixtures=[0.5])), {str(tmp_path / "f")!r})
+print(matplotlib.get_backend())
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.split() == ["svg"]
+    assert (tmp_path / "f.png").stat().st_size > 0 and (tmp_path / "f.pdf").stat().st_size > 0
