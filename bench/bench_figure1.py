@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bandit.cli import positive_int
 from bandit.figure1 import DEFAULT_METHODS, Figure1Config, compute
 
 
@@ -70,9 +71,11 @@ def torch_run(method: str, cfg: Figure1Config, epochs: int, seed: int) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one PyTorch seed per method")
-    p.add_argument("--seeds", type=int, default=100, help="seeds of the fast figure (100)")
-    p.add_argument("--torch-seeds", type=int, default=None, help="PyTorch seeds per method (3)")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--seeds", type=positive_int, default=100, help="seeds of the fast figure (100)")
+    p.add_argument(
+        "--torch-seeds", type=positive_int, default=None, help="PyTorch seeds per method (3)"
+    )
+    p.add_argument("--epochs", type=positive_int, default=100)
     args = p.parse_args()
     torch_seeds = args.torch_seeds or (1 if args.quick else 3)
     cfg = Figure1Config()

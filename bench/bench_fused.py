@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bandit.cli import comma_list, positive_int
 from llm import fused_sequence_logps, sequence_logps
 
 B = 8
@@ -138,33 +139,25 @@ def fp64_reference(h, W, labels, mask, rows: int = 256) -> torch.Tensor:
     return out
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return vals
+#: ``--hidden``, ``--vocab``, ``--tokens``: comma-separated positive integers.
+_sizes = comma_list(positive_int)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one small size (H 256, V 8192, N 512)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per method (default: 3)")
-    p.add_argument("--hidden", type=_ints, default=[1024, 4096], help="default: 1024,4096")
     p.add_argument(
-        "--vocab", type=_ints, default=[32768, 131072, 262144], help="default: 32768,131072,262144"
+        "--repeats", type=positive_int, default=3, help="timed calls per method (default: 3)"
     )
-    p.add_argument("--tokens", type=_ints, default=[1024, 4096], help="default: 1024,4096")
+    p.add_argument("--hidden", type=_sizes, default=[1024, 4096], help="default: 1024,4096")
+    p.add_argument(
+        "--vocab", type=_sizes, default=[32768, 131072, 262144], help="default: 32768,131072,262144"
+    )
+    p.add_argument("--tokens", type=_sizes, default=[1024, 4096], help="default: 1024,4096")
     p.add_argument("--dtypes", default="fp32,bf16", help="default: fp32,bf16")
     p.add_argument("--completion", type=float, default=0.75, help="counted share (0.75)")
     a = p.parse_args(argv)
-    if a.repeats < 1:
-        p.error(f"--repeats must be a positive integer, got {a.repeats}")
     if not 0 < a.completion <= 1:
         p.error(f"--completion must be in (0, 1], got {a.completion}")
     dtypes = a.dtypes.split(",")

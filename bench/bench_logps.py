@@ -49,6 +49,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bandit.cli import positive_int
 from llm import sequence_logps
 
 B = 8
@@ -271,8 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one small size only")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls per round (best kept)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds the methods take turns over")
+    p.add_argument(
+        "--repeats", type=positive_int, default=5, help="timed calls per round (best kept)"
+    )
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="rounds the methods take turns over"
+    )
     p.add_argument(
         "--worker",
         nargs=6,
@@ -284,9 +289,6 @@ def main(argv: list[str] | None = None) -> int:
         name, V, BT, dtype, repeats, memory = a.worker
         worker(name, int(V), int(BT), dtype, int(repeats), memory == "1")
         return 0
-    for flag in ("repeats", "rounds"):
-        if getattr(a, flag) < 1:
-            p.error(f"--{flag} must be a positive integer, got {getattr(a, flag)}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_logps: error: --device cuda but CUDA is not available", file=sys.stderr)
         return 2

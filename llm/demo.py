@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bandit.cli import ArgumentParser, cli, int_at_least
+from bandit.cli import ArgumentParser, cli, nonneg_int, positive_int
 from bandit.outputs import new_figure, save_figure, write_json
 from bandit.validation import ValidationError, check_positive
 
@@ -287,33 +287,31 @@ def _parser() -> argparse.ArgumentParser:
         description="Offline CoPG, DPO and IPO on a tiny causal LM that learns to sort digits.",
     )
     p.add_argument(
-        "--steps", type=int_at_least(1), default=300, help="training steps per method (300)"
+        "--steps", type=positive_int, default=300, help="training steps per method (300)"
     )
     p.add_argument(
-        "--warmup-steps", type=int_at_least(1), default=300, help="SFT steps for π_ref (300)"
+        "--warmup-steps", type=positive_int, default=300, help="SFT steps for π_ref (300)"
     )
     p.add_argument(
-        "--pairs", type=int_at_least(1), default=1024, help="offline pairs in the dataset (1024)"
+        "--pairs", type=positive_int, default=1024, help="offline pairs in the dataset (1024)"
     )
     p.add_argument(
-        "--batch", type=int_at_least(1), default=64, help="pairs (SFT: demos) per step (64)"
+        "--batch", type=positive_int, default=64, help="pairs (SFT: demos) per step (64)"
     )
     p.add_argument("--beta", type=float, default=0.1, help="KL strength β for all methods")
     p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
     p.add_argument("--warmup-lr", type=float, default=3e-3, help="SFT learning rate (3e-3)")
-    p.add_argument("--digits", type=int_at_least(1), default=4, help="digits per prompt (4)")
+    p.add_argument("--digits", type=positive_int, default=4, help="digits per prompt (4)")
     p.add_argument(
-        "--eval-every", type=int_at_least(1), default=25, help="steps between evaluations (25)"
+        "--eval-every", type=positive_int, default=25, help="steps between evaluations (25)"
     )
-    p.add_argument(
-        "--eval-prompts", type=int_at_least(1), default=256, help="held-out prompts (256)"
-    )
-    p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (0)")
+    p.add_argument("--eval-prompts", type=positive_int, default=256, help="held-out prompts (256)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (0)")
     p.add_argument("--model", default=None, help="a local causal-LM checkpoint (no download)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument(
         "--threads",
-        type=int_at_least(1),
+        type=positive_int,
         default=1,
         help="CPU threads (1: the model is tiny, and one thread is fastest on a shared machine)",
     )

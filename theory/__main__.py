@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bandit.cli import ArgumentParser, cli, int_at_least
+from bandit.cli import ArgumentParser, cli, nonneg_int, positive_int
 from bandit.outputs import atomic_path, jsonable
 
 from .claims import ClaimResult, run_claims
@@ -131,12 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"{QUICK_INSTANCES} instances per claim")
     p.add_argument(
         "--instances",
-        type=int_at_least(1),
+        type=positive_int,
         default=None,
         help=f"instances per claim (default {FULL_INSTANCES})",
     )
     p.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="seed of the random instances (default 0)"
+        "--seed", type=nonneg_int, default=0, help="seed of the random instances (default 0)"
     )
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument(
@@ -151,10 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = args.instances if args.instances is not None else (
         QUICK_INSTANCES if args.quick else FULL_INSTANCES
     )  # fmt: skip
-    if n < 1:
-        raise ValueError(f"--instances must be >= 1, got {n}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     results = _ordered(
         run_claims(args.claims, instances=n, seed=args.seed, progress=not args.no_progress)
     )
