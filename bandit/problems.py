@@ -18,6 +18,7 @@ from .validation import (
     check_positive,
     check_preference_matrix,
     check_shape,
+    real_array,
 )
 
 __all__ = ["Bandit", "OfflineData", "PreferenceGame"]
@@ -62,8 +63,11 @@ class Bandit:
         allow_ref_zeros: bool = False,
     ) -> None:
         R = check_finite("rewards", rewards)
-        if R.ndim != 2 or R.shape[1] < 1:
-            raise ValidationError(f"rewards must have shape (X, n), got {R.shape}")
+        if R.ndim != 2 or R.shape[0] < 1 or R.shape[1] < 1:
+            raise ValidationError(
+                f"rewards must have shape (X, n) with X >= 1 prompts and n >= 1 actions, "
+                f"got {R.shape}"
+            )
         X, n = R.shape
         if ref is None:
             ref_a = np.full((X, n), 1.0 / n)
@@ -106,8 +110,13 @@ class Bandit:
 
         Leading axes are a batch of policies (seeds, steps); each row must be a distribution.
         """
-        lp = np.asarray(log_pi, dtype=np.float64)
+        lp = real_array(name, log_pi)
         X, n = self.rewards.shape
+        if lp.ndim == 0:
+            raise ValidationError(
+                f"{name} must hold log-probabilities of shape (..., {X}, {n}), got a scalar "
+                f"{log_pi!r}"
+            )
         if X == 1 and (lp.ndim == 1 or lp.shape[-2:-1] != (1,)):
             lp = lp[..., None, :]
         if lp.ndim < 2 or lp.shape[-2:] != (X, n):

@@ -26,12 +26,74 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _is_complex(value: object) -> bool:
+    """Whether ``value`` is complex (a Python, NumPy or JAX number or array, a torch tensor),
+    without converting it (a GPU tensor cannot be)."""
+    if isinstance(value, (complex, np.complexfloating)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, np.dtype):
+        return dtype.kind == "c"
+    is_complex = getattr(value, "is_complex", None)  # torch.Tensor
+    return bool(is_complex()) if callable(is_complex) else False
+
+
+def _real_scalar(name: str, value: object, want: str) -> float:
+    """``value`` as a float, refusing what ``float()`` would take silently but is not a real
+    number: strings ("0.5"), booleans, and complex numbers (NumPy's are cut to their real
+    part with only a ComplexWarning)."""
+    if isinstance(value, (str, bytes, bool, np.bool_)) or _is_complex(value):
+        raise ValidationError(f"{name} must be {want}, got {value!r}")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be {want}, got {value!r}") from None
+
+
+def real_array(name: str, x: ArrayLike) -> NDArray[np.float64]:
+    """Return ``x`` as a float64 array, requiring real numbers (or booleans).
+
+    Refused with a message naming ``name``: complex values (NumPy would cut them to their
+    real part), strings (NumPy would parse "1.5"), ragged nested lists and any other object
+    that is not a number. Nothing else is checked (see :func:`check_finite`).
+    """
+    try:
+        raw = np.asarray(x)
+    except (ValueError, TypeError):  # ragged: "inhomogeneous shape"
+        raise ValidationError(
+            f"{name} must be an array of real numbers, got a ragged nested sequence (its "
+            "rows differ in length or depth)"
+        ) from None
+    kind = raw.dtype.kind
+    if kind in "biuf":
+        return np.asarray(raw, dtype=np.float64)
+    if kind == "c":
+        raise ValidationError(
+            f"{name} must be an array of real numbers, got complex values (dtype {raw.dtype}); "
+            "pass the real part explicitly if that is what you mean"
+        )
+    if kind == "O" and not any(
+        v is None or isinstance(v, (str, bytes, complex, np.complexfloating)) for v in raw.flat
+    ):
+        try:
+            return np.asarray(raw, dtype=np.float64)
+        except (ValueError, TypeError):
+            pass
+    what = {"U": "strings", "S": "bytes", "M": "datetimes", "m": "timedeltas"}.get(kind)
+    got = f"{what} (dtype {raw.dtype})" if what else f"{type(x).__name__} {_short(x)}"
+    if x is None:
+        got = "None"
+    raise ValidationError(f"{name} must be an array of real numbers, got {got}")
+
+
+def _short(x: object) -> str:
+    r = repr(x)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
 def check_positive(name: str, value: float) -> float:
     """Return ``value`` as a float, requiring it to be finite and > 0 (β, τ, lr, ...)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be a finite number > 0, got {value!r}") from None
+    v = _real_scalar(name, value, "a finite number > 0")
     if not math.isfinite(v) or v <= 0.0:
         raise ValidationError(f"{name} must be finite and > 0, got {_fmt(v)}")
     return v
@@ -46,18 +108,15 @@ def check_int(name: str, value: object, low: int) -> int:
 
 def check_unit_interval(name: str, value: float) -> float:
     """Return ``value`` as a float in [0, 1] (IPO-MD's mixture coefficient β)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    v = _real_scalar(name, value, "a number in [0, 1]")
     if not (0.0 <= v <= 1.0):
         raise ValidationError(f"{name} must lie in [0, 1], got {_fmt(v)}")
     return v
 
 
 def check_finite(name: str, x: ArrayLike) -> NDArray[np.float64]:
-    """Return ``x`` as float64, requiring every entry to be finite."""
-    a = np.asarray(x, dtype=np.float64)
+    """Return ``x`` as float64, requiring real numbers (:func:`real_array`), all finite."""
+    a = real_array(name, x)
     bad = ~np.isfinite(a)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from bandit.validation import ValidationError, check_int
+
 from .instances import SAMPLERS
 from .registry import CLAIMS, Claim
 
@@ -58,7 +60,16 @@ def claim_rng(claim_id: str, seed: int, i: int) -> np.random.Generator:
 
 
 def run_claim(claim: Claim, instances: int, seed: int = 0) -> ClaimResult:
-    """Try ``claim`` on ``instances`` seeded random instances; nothing is random elsewhere."""
+    """Try ``claim`` on ``instances`` seeded random instances; nothing is random elsewhere.
+
+    Raises:
+      ValidationError: ``instances`` not an integer >= 1 (a check that ran on nothing must
+        never pass), ``seed`` not an integer >= 0, ``claim`` not a Claim.
+    """
+    if not isinstance(claim, Claim):
+        raise ValidationError(f"claim must be a theory Claim, got {type(claim).__name__}")
+    instances = check_int("instances", instances, 1)
+    seed = check_int("seed", seed, 0)
     worst, neg_min, printed_max = 0.0, math.inf, -math.inf
     errors: list[str] = []
     for i in range(instances):
@@ -101,11 +112,27 @@ def run_claims(
     seed: int = 0,
     progress: bool = False,
 ) -> list[ClaimResult]:
-    """Run the registered claims (all, or ``ids``) and return one result per claim."""
-    chosen = list(CLAIMS) if ids is None else list(ids)
-    unknown = [c for c in chosen if c not in CLAIMS]
+    """Run the registered claims (all, or ``ids``) and return one result per claim.
+
+    Raises:
+      ValidationError: an unknown claim id, ``ids`` a single string rather than a list,
+        ``instances`` not an integer >= 1, ``seed`` not an integer >= 0.
+    """
+    if isinstance(ids, (str, bytes)):
+        raise ValidationError(f"claims: pass a list of claim ids, e.g. [{ids!r}], got a string")
+    instances = check_int("instances", instances, 1)
+    seed = check_int("seed", seed, 0)
+    try:
+        chosen = list(CLAIMS) if ids is None else list(ids)
+    except TypeError:
+        raise ValidationError(
+            f"claims: ids must be a list of claim ids, got {type(ids).__name__}"
+        ) from None
+    unknown = [c for c in chosen if not isinstance(c, str) or c not in CLAIMS]
     if unknown:
-        raise ValueError(f"claims: unknown claim id {unknown[0]!r}; expected one of {list(CLAIMS)}")
+        raise ValidationError(
+            f"claims: unknown claim id {unknown[0]!r}; expected one of {list(CLAIMS)}"
+        )
     it = chosen
     if progress:
         from tqdm import tqdm

@@ -83,6 +83,15 @@ def _without_idle_prompts(prep: Prepared, theta0, keep) -> FixedPoint:
     return FixedPoint(fp.method, lp, fp.residual, False, fp.interior, message, fp.details)
 
 
+def _one_action(prep: Prepared, fld: Field) -> FixedPoint:
+    """n = 1: π = 1 is the only policy, so the trivial fixed point of every method (log-softmax
+    of one logit is 0, so g = 0 exactly; the residual is computed all the same)."""
+    lp = np.zeros(prep.shape)
+    name = prep.method.name
+    message = f"{name}: one action, so π = 1 is the only policy and the fixed point (trivially)"
+    return FixedPoint(name, lp, fld.residual(lp), True, True, message)
+
+
 @float64
 def fixed_point(
     method: str | Method,
@@ -119,6 +128,8 @@ def fixed_point(
             f"log π/π_ref), got π_ref = 0 at (prompt {x}, action {y}); drop that action instead"
         )
     theta0 = log_ref.copy() if init is None else prep.logits("init", init)
+    if theta0.shape[1] == 1:
+        return _one_action(prep, Field(prep))
     rho = np.asarray(prep.tables.rho)
     if isinstance(problem, Bandit) and np.any(rho == 0.0):
         return _without_idle_prompts(prep, theta0, rho > 0.0)

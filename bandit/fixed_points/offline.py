@@ -127,9 +127,23 @@ def solve_dpo(tab: Tables, data: OfflineData, theta0: NDArray, fld: Field):
             H[x, :, x, :] += E[x] @ E[x].T
         return H[live][:, live]
 
-    res = scipy.optimize.minimize(
-        obj, theta[live], jac=jac, hess=hess, method="trust-exact", options={"gtol": 1e-14}
-    )
+    solver = "trust-exact"
+    try:
+        res = scipy.optimize.minimize(
+            obj, theta[live], jac=jac, hess=hess, method="trust-exact", options={"gtol": 1e-14}
+        )
+    except (UnboundLocalError, np.linalg.LinAlgError, ValueError) as e:
+        # scipy's trust-exact can fail on a nearly singular Hessian (labels so close to
+        # 0/1 that the loss is flat in float64). trust-ncg minimises the same convex loss
+        # with the same Hessian; its iterations are bounded (200 per variable).
+        with np.errstate(invalid="ignore", over="ignore"):
+            res = scipy.optimize.minimize(
+                obj, theta[live], jac=jac, hess=hess, method="trust-ncg", options={"gtol": 1e-14}
+            )
+        solver = f"trust-ncg, as trust-exact failed ({type(e).__name__}: {e})"
+        if not res.success:
+            unique = False
+            solver = f"NOT CERTIFIED: {solver}, and trust-ncg stopped: {res.message}"
     z = res.x
     for _ in range(5):  # Newton polish to the rounding floor
         step = np.linalg.lstsq(hess(z), jac(z), rcond=None)[0]
@@ -137,7 +151,7 @@ def solve_dpo(tab: Tables, data: OfflineData, theta0: NDArray, fld: Field):
             break
         z = z - step
     lp = log_softmax(np.where(live, unpack(z), -np.inf))
-    return lp, bool(face.any()), unique, notes
+    return lp, bool(face.any()), unique, notes, solver
 
 
 def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
@@ -250,8 +264,8 @@ def ipo(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
 
 def dpo(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
     """DPO: Newton on the convex loss; no finite minimiser when hard labels push apart."""
-    lp, face, unique, notes = solve_dpo(prep.tables, prep.data, theta0, fld)
-    how = "Newton (trust-exact) on the engine's convex DPO loss"
+    lp, face, unique, notes, solver = solve_dpo(prep.tables, prep.data, theta0, fld)
+    how = f"Newton ({solver}) on the engine's convex DPO loss"
     residual = fld.residual(lp)
     if face:
         how += "; NO FINITE MINIMISER: " + "; ".join(notes)

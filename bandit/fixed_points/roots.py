@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 from numpy.typing import ArrayLike, NDArray
-from scipy.integrate import solve_ivp
+from scipy.integrate import LSODA
 
 from ..methods import Method
 from ..policy import log_softmax
@@ -25,6 +25,37 @@ from .result import FixedPoint
 
 #: A root is accepted when max|g| is below this (relative to max(1, max|g(init)|)).
 ROOT_TOL = 1e-11
+#: Budget of one flow integration, in evaluations of the exact gradient g (a Jacobian costs
+#: 2·X·n of them). The flows of well-posed problems take a few thousand; past the budget the
+#: result is returned NOT CERTIFIED (with ``unique=False``) instead of integrating for hours.
+FLOW_BUDGET = 10_000
+#: Budget of the root search from all starts, in gradient evaluations as for FLOW_BUDGET.
+ROOT_BUDGET = 10_000
+
+
+class _OutOfBudget(Exception):
+    """Raised inside a root search when it has spent its budget of gradient evaluations."""
+
+
+def _counted(F, JF, per_jac: int, budget: int):
+    """F and JF that raise :class:`_OutOfBudget` once ``budget`` gradient evaluations are
+    spent (one per F, ``per_jac`` per JF); the values are F's and JF's, unchanged."""
+    used = [0]
+
+    def spend(k: int) -> None:
+        used[0] += k
+        if used[0] > budget:
+            raise _OutOfBudget
+
+    def Fc(z):
+        spend(1)
+        return F(z)
+
+    def JFc(z):
+        spend(per_jac)
+        return JF(z)
+
+    return Fc, JFc
 
 
 def _reduce(theta: NDArray) -> NDArray:
@@ -54,61 +85,108 @@ def _reduced_system(fld: Field):
 
 
 def _newton_roots(fld: Field, starts: list[NDArray], scale: float):
-    """Distinct interior roots of g from several starts (hybrid Powell, then Newton polish)."""
-    F, JF = _reduced_system(fld)
+    """Distinct interior roots of g from several starts (hybrid Powell, then Newton polish),
+    within ROOT_BUDGET gradient evaluations over all starts. Returns the roots, their
+    stability and how many starts were searched in full (< len(starts): budget spent)."""
+    F_exact, JF_exact = _reduced_system(fld)
+    F, JF = _counted(F_exact, JF_exact, 2 * fld.shape[0] * fld.shape[1], ROOT_BUDGET)
     roots: list[NDArray] = []
+    searched = 0
     for s in starts:
-        sol = scipy.optimize.root(F, _reduce(s), jac=JF, method="hybr", options={"xtol": 1e-15})
-        z, converged = sol.x, False
-        # Newton polish. A genuine root converges quadratically (steps → 0); a point sliding
-        # to the boundary (g ∝ π(y) → 0 while log π(y) keeps falling) takes O(1) steps forever.
-        for _ in range(12):
-            fz = F(z)
-            if not np.all(np.isfinite(fz)):
-                break
-            try:
-                step = np.linalg.solve(JF(z), fz)
-            except np.linalg.LinAlgError:
-                break
-            z = z - step
-            if np.max(np.abs(step)) <= 1e-9 * (1.0 + np.max(np.abs(z))):
-                converged = True
-                break
-        fz = F(z)
+        try:
+            z, converged = _newton_root(F, JF, s)
+        except _OutOfBudget:
+            break
+        searched += 1
+        fz = F_exact(z)
         if not converged or not np.all(np.isfinite(fz)) or np.max(np.abs(fz)) > ROOT_TOL * scale:
             continue
         lp = log_softmax(_expand(z, fld.shape))
         if all(np.max(np.abs(lp - r)) > 1e-6 for r in roots):
             roots.append(lp)
-    stable = [bool(np.all(np.linalg.eigvals(JF(_reduce(r))).real > 0)) for r in roots]
-    return roots, stable
+    stable = [bool(np.all(np.linalg.eigvals(JF_exact(_reduce(r))).real > 0)) for r in roots]
+    return roots, stable, searched
 
 
-def _flow_endpoint(fld: Field, theta0: NDArray, t_end: float) -> NDArray:
-    """Integrate the exact flow z' = −F(z) (stiff solver with the exact Jacobian)."""
+def _newton_root(F, JF, s: NDArray) -> tuple[NDArray, bool]:
+    """One start: hybrid Powell, then Newton polish; the point reached and whether it settled."""
+    sol = scipy.optimize.root(F, _reduce(s), jac=JF, method="hybr", options={"xtol": 1e-15})
+    z, converged = sol.x, False
+    # Newton polish. A genuine root converges quadratically (steps → 0); a point sliding
+    # to the boundary (g ∝ π(y) → 0 while log π(y) keeps falling) takes O(1) steps forever.
+    for _ in range(12):
+        fz = F(z)
+        if not np.all(np.isfinite(fz)):
+            break
+        try:
+            step = np.linalg.solve(JF(z), fz)
+        except np.linalg.LinAlgError:
+            break
+        z = z - step
+        if np.max(np.abs(step)) <= 1e-9 * (1.0 + np.max(np.abs(z))):
+            converged = True
+            break
+    return z, converged
+
+
+def _flow_endpoint(fld: Field, theta0: NDArray, t_end: float) -> tuple[NDArray, float | None]:
+    """Integrate the exact flow z' = −F(z) (stiff solver with the exact Jacobian) to t_end,
+    within FLOW_BUDGET gradient evaluations. Returns the endpoint and, when the budget ran
+    out first, the time reached (else None). The steps are solve_ivp's (LSODA), one by one."""
     F, JF = _reduced_system(fld)
-    sol = solve_ivp(
+    solver = LSODA(
         lambda _t, z: -F(z),
-        (0.0, t_end),
+        0.0,
         _reduce(theta0),
-        method="LSODA",
+        float(t_end),
         jac=lambda _t, z: -JF(z),
         rtol=1e-10,
         atol=1e-12,
     )
-    return log_softmax(_expand(sol.y[:, -1], fld.shape))
+    per_jac, budget = 2 * fld.shape[0] * fld.shape[1], FLOW_BUDGET
+    stopped = None
+    while solver.status == "running":
+        if solver.nfev + per_jac * solver.njev > budget:
+            stopped = float(solver.t)
+            break
+        solver.step()
+    return log_softmax(_expand(solver.y, fld.shape)), stopped
 
 
 def root_fixed_point(fld: Field, theta0: NDArray, extra_starts: list[NDArray]):
     """Roots of the expected gradient; the one the flow from θ0 reaches when there are several;
-    the boundary limit of the flow when there is none."""
+    the boundary limit of the flow when there is none.
+
+    Both the root search and the flow have a budget of gradient evaluations (ROOT_BUDGET,
+    FLOW_BUDGET): past either, the result is marked NOT CERTIFIED and ``unique=False``; its
+    residual (computed by the caller at the returned policy) stays the honest max|g|.
+    """
     scale = max(1.0, float(np.max(np.abs(fld.grad(theta0)))))
     rng = np.random.default_rng(0)
     starts = [theta0, *extra_starts] + [
         theta0 + rng.normal(0.0, 2.0, theta0.shape) for _ in range(3)
     ]
-    roots, stable = _newton_roots(fld, starts, scale)
+    roots, stable, searched = _newton_roots(fld, starts, scale)
     details: dict[str, Any] = {"n_roots": len(roots), "stable": stable}
+    if searched == len(starts):
+        return _after_roots(fld, theta0, starts, roots, stable, details)
+    details["root_budget_exhausted_after_starts"] = searched
+    how = (
+        f"NOT CERTIFIED: the root search ran out of its budget ({ROOT_BUDGET} gradient "
+        f"evaluations) after {searched} of {len(starts)} starts, so other roots may exist; "
+    )
+    if len(roots) == 1:
+        why = "stable" if stable[0] else "UNSTABLE (the flow does not settle there)"
+        return roots[0], False, True, how + f"returned is the one root found; {why}", details
+    searched_starts = starts[:searched]
+    lp, _unique, interior, rest, details = _after_roots(
+        fld, theta0, searched_starts, roots, stable, details
+    )
+    return lp, False, interior, how + rest.replace("NOT CERTIFIED: ", ""), details
+
+
+def _after_roots(fld: Field, theta0, starts, roots, stable, details):
+    """root_fixed_point once the roots are known: the only one, or where the flow goes."""
     if len(roots) == 1:
         why = "stable" if stable[0] else "UNSTABLE (the flow does not settle there)"
         return (
@@ -122,7 +200,23 @@ def root_fixed_point(fld: Field, theta0: NDArray, extra_starts: list[NDArray]):
     _F, JF = _reduced_system(fld)
     lam = np.abs(np.linalg.eigvals(JF(_reduce(theta0))).real)
     t_end = 1e8 / max(float(np.min(lam[lam > 0], initial=1.0)), 1e-6)
-    end = _flow_endpoint(fld, theta0, t_end)
+    end, stopped = _flow_endpoint(fld, theta0, t_end)
+    if stopped is not None:
+        msg = (
+            f"NOT CERTIFIED: the flow from `init` ran out of its budget ({FLOW_BUDGET} "
+            f"gradient evaluations) at t = {stopped:.3g} of {t_end:.3g}; "
+        )
+        details["flow_budget_exhausted_at"] = stopped
+        if roots:
+            i = int(np.argmin([np.max(np.abs(end - r)) for r in roots]))
+            msg += (
+                f"{len(roots)} roots found ({sum(stable)} stable); returned is the one nearest "
+                "to where the flow stopped"
+            )
+            details["roots"] = [r.tolist() for r in roots]
+            return roots[i], False, True, msg, details
+        msg += f"no root found from {len(starts)} starts; returned is the flow where it stopped"
+        return end, False, True, msg, details
     if roots:
         i = int(np.argmin([np.max(np.abs(end - r)) for r in roots]))
         msg = (

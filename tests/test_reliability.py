@@ -1,0 +1,248 @@
+"""Regression tests of issue #21 (reliability) for the exact engine: every solver has a
+bounded budget, valid extreme input neither crashes nor hangs, a check that ran nothing
+never passes, and bad input of any kind gets the package's ValidationError naming it."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from bandit import Bandit, OfflineData, PreferenceGame
+from bandit.exact import kl_to_ref, optimal_policy, optimal_value, regret, value
+from bandit.fixed_points import fixed_point, roots
+from bandit.fixed_points.gradient import Field
+from bandit.methods import METHODS
+from bandit.prepare import prepare
+from bandit.validation import (
+    ValidationError,
+    check_distribution,
+    check_finite,
+    check_positive,
+    check_unit_interval,
+)
+
+EXTREME = Bandit.single([1e3, 500.0, -1e3], 1e-4)
+EXTREME_DATA = OfflineData([0.1, 0.2, 0.7], [0.05, 0.05, 0.9])
+
+
+def _honest_residual(method, problem, data, log_policy):
+    return Field(prepare(method, problem, data)).residual(log_policy)
+
+
+# ------------------------------------------------------------------------- 1. budgets
+
+
+def test_pg_flow_that_would_run_for_hours_stops_at_its_budget():
+    """The issue's example: the flow to t = 1e8/λ_min took > 300 s. It now stops at
+    FLOW_BUDGET gradient evaluations and says so, with the honest residual."""
+    fp = fixed_point("pg", EXTREME, EXTREME_DATA)
+    assert "NOT CERTIFIED" in fp.message and "budget" in fp.message
+    assert not fp.unique
+    assert fp.residual == _honest_residual("pg", EXTREME, EXTREME_DATA, fp.log_policy)
+    assert np.all(np.isfinite(fp.log_policy))
+
+
+def test_contextual_root_search_and_flow_stop_at_their_budgets(monkeypatch):
+    """50 prompts with R ~ 1e6: the root search and the flow each stop at their budget
+    (smaller budgets here, so the test takes seconds; the defaults are 10⁴ evaluations)."""
+    monkeypatch.setattr(roots, "ROOT_BUDGET", 2_000)
+    monkeypatch.setattr(roots, "FLOW_BUDGET", 2_000)
+    rng = np.random.default_rng(0)
+    X = 50
+    bandit = Bandit(rng.uniform(-1e6, 1e6, (X, 3)), beta=1.0)
+    data = OfflineData(rng.dirichlet(np.ones(3), X), rng.dirichlet(np.ones(3), X))
+    fp = fixed_point("pg", bandit, data)
+    assert "NOT CERTIFIED" in fp.message and "root search ran out of its budget" in fp.message
+    assert not fp.unique
+    assert fp.details["root_budget_exhausted_after_starts"] < 6
+    assert fp.residual == _honest_residual("pg", bandit, data, fp.log_policy)
+
+
+def test_budget_does_not_touch_a_flow_that_fits():
+    """The boundary flow of test_fixed_points (a few thousand evaluations) is untouched:
+    certified, with no budget note."""
+    bandit = Bandit.single([2.5, 2.0, 1.0], 0.5)
+    fp = fixed_point("pg", bandit, OfflineData([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]))
+    assert "budget" not in fp.message and "NOT CERTIFIED" not in fp.message
+    assert fp.residual < 1e-10 and not fp.interior
+
+
+# ------------------------------------------------------------------ 2. valid input
+
+
+def test_dpo_on_a_nearly_flat_loss_falls_back_instead_of_crashing():
+    """trust-exact raised UnboundLocalError here (labels σ(500) = 1 in float64)."""
+    fp = fixed_point("dpo", EXTREME, EXTREME_DATA)
+    assert "trust-ncg" in fp.message
+    assert fp.residual < 1e-12
+    assert np.isfinite(fp.residual)
+
+
+@given(
+    rewards=hnp.arrays(np.float64, 3, elements=st.floats(-1e4, 1e4)),
+    log_beta=st.floats(-4.0, 2.0),
+)
+def test_dpo_never_crashes_on_extreme_valid_input(rewards, log_beta):
+    fp = fixed_point("dpo", Bandit.single(rewards, 10.0**log_beta), EXTREME_DATA)
+    assert np.isfinite(fp.residual)
+    assert np.all(np.isfinite(fp.log_policy) | (fp.log_policy == -np.inf))
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_one_action_is_the_trivial_fixed_point(method):
+    offline = METHODS[method].offline
+    for X in (1, 3):
+        bandit = Bandit(np.full((X, 1), 5.0), beta=1e-4)
+        data = OfflineData(np.ones((X, 1)), np.ones((X, 1))) if offline else None
+        fp = fixed_point(method, bandit, data)
+        assert fp.log_policy.shape == (X, 1) and np.all(fp.log_policy == 0.0)
+        assert fp.residual == 0.0 and fp.unique and fp.interior
+
+
+# ------------------------------------------------------------------- 3. run_claims
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, False, 1.5, None, "3"])
+def test_run_claims_refuses_instance_counts_that_run_nothing(bad):
+    from theory import CLAIMS, run_claim, run_claims
+
+    with pytest.raises(ValidationError, match="instances"):
+        run_claims(["copg.thm1"], instances=bad)
+    with pytest.raises(ValidationError, match="instances"):
+        run_claim(CLAIMS["copg.thm1"], bad)
+
+
+def test_run_claims_refuses_bad_seeds_and_ids():
+    from theory import run_claims
+
+    with pytest.raises(ValidationError, match="seed"):
+        run_claims(["copg.thm1"], instances=1, seed=-1)
+    with pytest.raises(ValidationError, match="list of claim ids"):
+        run_claims("copg.thm1", instances=1)
+    with pytest.raises(ValidationError, match="unknown claim id"):
+        run_claims(["nope"], instances=1)
+
+
+def test_run_claims_with_one_instance_runs_it():
+    from theory import run_claims
+
+    (r,) = run_claims(["copg.thm1"], instances=1)
+    assert r.instances == 1 and r.status == "pass"
+
+
+# ------------------------------------------------------------- 4. complex and strings
+
+complex_arrays = hnp.arrays(
+    np.complex128,
+    hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+    elements=st.complex_numbers(max_magnitude=10.0, allow_nan=False, allow_infinity=False),
+)
+
+
+@given(a=complex_arrays)
+def test_complex_arrays_are_refused_not_cut_to_their_real_part(a):
+    for check in (check_finite, check_distribution):
+        with pytest.raises(ValidationError, match=r"^x must be an array of real numbers.*complex"):
+            check("x", a)
+    with pytest.raises(ValidationError, match=r"^x must be an array of real numbers"):
+        check_finite("x", a.tolist())  # Python complex numbers in lists too
+
+
+@given(a=hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, max_side=4)))
+def test_real_arrays_convert_exactly_as_before(a):
+    """The new checks change failure paths only: a real array converts bit for bit."""
+    want = np.asarray(a, dtype=np.float64)
+    if np.all(np.isfinite(want)):
+        got = check_finite("x", a)
+        assert got.dtype == np.float64 and got.tobytes() == want.tobytes()
+        assert check_finite("x", a.tolist()).tobytes() == want.tobytes()
+    else:
+        with pytest.raises(ValidationError, match="must be finite"):
+            check_finite("x", a)
+
+
+@pytest.mark.parametrize(
+    "make, name",
+    [
+        (lambda v: Bandit(v), "rewards"),
+        (lambda v: Bandit.single(v, 1.0), "rewards"),
+        (lambda v: Bandit([[1.0, 2.0]], ref=v), "ref"),
+        (lambda v: OfflineData(v, [0.5, 0.5]), "mu1"),
+        (lambda v: OfflineData.from_joint(v), "joint"),
+        (lambda v: PreferenceGame(v), "P"),
+        (lambda v: regret(Bandit.single([1.0, 2.0], 1.0), v), "log_pi"),
+        (
+            lambda v: fixed_point(
+                "copg", Bandit.single([1.0, 2.0], 1.0), OfflineData([0.5, 0.5], [0.5, 0.5]), init=v
+            ),
+            "init",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "bad, what",
+    [
+        ([[0.5 + 1j, 0.5]], "complex"),
+        ([["0.5", "0.5"]], "strings"),
+        ([[0.5, 0.5], [0.5]], "ragged"),
+        ([[0.5, None]], "list"),
+        (None, "None"),
+    ],
+)
+def test_array_inputs_refuse_non_real_values_naming_the_argument(make, name, bad, what):
+    if bad is None and name in ("ref", "init"):
+        return  # None is these arguments' default (uniform π_ref, init = log π_ref)
+    with pytest.raises(ValidationError, match=rf"^{name} must be an array of real numbers") as e:
+        make(bad)
+    assert what in str(e.value)
+    assert "could not convert" not in str(e.value)
+
+
+@pytest.mark.parametrize("bad", ["0.5", True, 1 + 0j, np.complex128(0.5), None, [0.5]])
+def test_scalar_checks_refuse_strings_booleans_and_complex(bad):
+    with pytest.raises(ValidationError, match=r"^beta "):
+        check_positive("beta", bad)
+    with pytest.raises(ValidationError, match=r"^mixture "):
+        check_unit_interval("mixture", bad)
+    with pytest.raises(ValidationError, match=r"^beta "):
+        Bandit.single([1.0, 2.0], bad)
+
+
+# --------------------------------------------------------------- 5. exception types
+
+
+@pytest.mark.parametrize(
+    "bad", [None, "bandit", np.zeros((1, 2)), PreferenceGame([[0.5, 0.4], [0.6, 0.5]])]
+)
+def test_exact_quantities_refuse_a_non_bandit(bad):
+    lp = np.log([0.5, 0.5])
+    for call in (
+        lambda: regret(bad, lp),
+        lambda: value(bad, lp),
+        lambda: kl_to_ref(bad, lp),
+        lambda: optimal_policy(bad),
+        lambda: optimal_value(bad),
+    ):
+        with pytest.raises(ValidationError, match=r"^bandit must be a Bandit"):
+            call()
+
+
+@pytest.mark.parametrize("bad", [None, 0.0, "x", [[0.0, 0.0j]]])
+def test_exact_quantities_refuse_bad_policies(bad):
+    b = Bandit.single([1.0, 2.0], 1.0)
+    for f in (regret, value, kl_to_ref):
+        with pytest.raises(ValidationError, match=r"^log_pi "):
+            f(b, bad)
+
+
+def test_exact_quantities_refuse_a_non_boolean_average():
+    b = Bandit.single([1.0, 2.0], 1.0)
+    with pytest.raises(ValidationError, match=r"^average "):
+        regret(b, np.log([0.5, 0.5]), average="no")
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0), (0,), (2, 2, 2)])
+def test_empty_or_misshapen_rewards_are_refused(shape):
+    with pytest.raises(ValidationError, match=r"^rewards must have shape"):
+        Bandit(np.zeros(shape))
