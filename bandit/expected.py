@@ -29,8 +29,8 @@ from numpy.typing import ArrayLike, NDArray
 from .methods import Method, Pair, get_method
 from .policy import geometric_mixture, log_softmax
 from .precision import float64
-from .prepare import Prepared, Tables, prepare, tables  # noqa: F401  (tables: re-exported)
-from .problems import Bandit, OfflineData, PreferenceGame  # noqa: F401  (re-exported)
+from .prepare import Prepared, Tables, prepare
+from .problems import Bandit, OfflineData, PreferenceGame
 from .validation import ValidationError
 
 __all__ = [
