@@ -5,7 +5,8 @@
   never building the logits; :func:`model_sequence_logps` and :func:`pair_logps` run a
   Hugging Face causal LM's backbone once and this fused head.
 - The losses (:mod:`llm.losses`): thin wrappers around the one definition in
-  :mod:`bandit.losses`, on (..., 2) pairs of sequence log-probabilities.
+  :mod:`bandit.losses`, on (..., 2) pairs of sequence log-probabilities;
+  :func:`method_loss` is the loss of any :class:`bandit.Method`, your own included.
 - :func:`mixture_generate`: sampling from the token-level geometric mixture
   π^(1−β)·π_ref^β of IPO-MD §6, with a KV cache for each model.
 
