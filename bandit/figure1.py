@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from .cli import ArgumentParser, cli, method_list, nonneg_int, positive_int
 from .exact import optimal_policy, optimal_value, regret
 from .methods import OFFLINE_METHODS
-from .outputs import json_text, jsonable, load_config, new_figure, save_figure, write_json
+from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
 from .problems import Bandit, OfflineData
 from .validation import ValidationError, check_positive
 
@@ -469,9 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         progress=True,
     )
-    write_json(args.out / "figure1.json", result.to_dict())
-    save_figure(plot(result), args.out / "figure1")
-    print(f"wrote {args.out / 'figure1.png'}, .pdf and .json")
+    save_outputs(args.out, "figure1", plot(result), result.to_dict())
     return 0
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "load_config",
     "new_figure",
     "save_figure",
+    "save_outputs",
     "write_json",
 ]
 
@@ -95,6 +96,15 @@ def save_figure(fig: Any, path_without_suffix: str | Path) -> list[Path]:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=meta)
         out.append(target)
     return out
+
+
+def save_outputs(out: str | Path, stem: str, fig: Any, data: Any) -> None:
+    """A CLI's output set: ``stem``.png and .pdf, then ``stem``.json last, so a JSON
+    newer than its figures never sits beside them after an interrupted run."""
+    out = Path(out)
+    save_figure(fig, out / stem)
+    write_json(out / f"{stem}.json", data)
+    print(f"wrote {out / stem}.png, .pdf and .json")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

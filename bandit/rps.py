@@ -40,7 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .cli import ArgumentParser, cli, comma_list, float_in, positive_float, positive_int
 from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
-from .outputs import json_text, jsonable, new_figure, save_figure, write_json
+from .outputs import json_text, jsonable, new_figure, save_outputs
 from .problems import PreferenceGame
 from .validation import ValidationError, check_finite, check_unit_interval
 
@@ -396,9 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lr=args.lr,
         progress=True,
     )
-    write_json(args.out / "rps.json", result.to_dict())
-    save_figure(plot(result), args.out / "rps")
-    print(f"wrote {args.out / 'rps.png'}, .pdf and .json")
+    save_outputs(args.out, "rps", plot(result), result.to_dict())
     return 0
 
 

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bandit.cli import ArgumentParser, cli, nonneg_int, positive_int
-from bandit.outputs import new_figure, save_figure, write_json
+from bandit.outputs import new_figure, save_outputs
 from bandit.validation import ValidationError, check_positive
 
 from . import losses
@@ -388,9 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
     out = Path(args.out)
-    save_figure(plot(result), out / "llm_demo")
-    write_json(out / "llm_demo.json", result.to_json())
-    print(f"wrote {out / 'llm_demo.png'} (and .pdf, .json)")
+    save_outputs(out, "llm_demo", plot(result), result.to_json())
     for m in METHODS:
         f = result.final[m]
         print(f"  {m:5s} reward {result.ref_reward:.3f} -> {f['reward']:.3f}   KL {f['kl']:.3f}")

@@ -16,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from exact_adam import adam_on_exact_gradient
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy.special import expit
 from scipy.stats import chisquare, norm
 
 from bandit import OFFLINE_METHODS, Bandit, regret
-from bandit.expected import expected_loss_and_grad, pair_losses
+from bandit.expected import pair_losses
 from bandit.prepare import tables
 from bandit.problems import OfflineData
 from bandit.trainer import (
@@ -221,15 +222,8 @@ def test_expected_minibatches_run_adam_on_the_exact_expected_gradient():
         ours = train(
             method, PAPER, expected_minibatches(PAPER, PAPER_DATA, config=cfg), learning_rate=0.05
         )
-        opt = optax.adam(0.05)
-        with jax.enable_x64(True):
-            theta = jnp.asarray(PAPER.log_ref)
-            state = opt.init(theta)
-            for _ in range(cfg.epochs * len(cfg.batch_sizes)):
-                _, g = expected_loss_and_grad(method, PAPER, np.asarray(theta), PAPER_DATA)
-                upd, state = opt.update(jnp.asarray(g), state, theta)
-                theta = optax.apply_updates(theta, upd)
-            want = np.asarray(jax.nn.log_softmax(theta))
+        steps = cfg.epochs * len(cfg.batch_sizes)
+        want = adam_on_exact_gradient(method, PAPER, PAPER_DATA, learning_rate=0.05, steps=steps)
         # Both are float64 Adam on the same gradient up to summation order.
         np.testing.assert_allclose(ours.log_policies[0, -1], want, rtol=0, atol=1e-10)
 
