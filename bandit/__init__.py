@@ -8,6 +8,8 @@ in JAX or torch, and ``llm`` can share :mod:`bandit.losses`.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 from typing import Any
 
 from .exact import kl_to_ref, optimal_policy, optimal_value, regret, value
@@ -35,6 +37,11 @@ from .problems import Bandit, OfflineData, PreferenceGame
 from .validation import ValidationError
 
 # Public names served lazily from JAX-backed modules: name -> module.
+try:
+    __version__ = _version("copg-lab")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
+
 _LAZY = {
     "expected_loss": "expected",
     "expected_loss_and_grad": "expected",
@@ -81,6 +88,7 @@ __all__ = [
     "regret",
     "tables",
     "value",
+    "__version__",
     *_LAZY,
 ]
 

@@ -16,6 +16,8 @@ and the demo.
 
 from __future__ import annotations
 
+from bandit import __version__
+
 from .fused import (
     fused_sequence_logps,
     fused_token_logps,
@@ -42,6 +44,7 @@ from .sampling import MixtureSample, mixture_generate
 __all__ = [
     "IGNORE_INDEX",
     "MixtureSample",
+    "__version__",
     "copg_loss",
     "dpo_loss",
     "fused_sequence_logps",
