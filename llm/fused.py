@@ -38,14 +38,15 @@ __all__ = [
     "pair_logps",
 ]
 
-#: Shares of the logits' bytes that the gathered hidden rows of a token block (with their
-#: gradient) and a tile (tokens × vocabulary) may take: the peak extra memory of a pass is
-#: then under 5% of the logits whatever V and N are. On CPU a tile is also capped at
-#: ``_CPU_TILE_BYTES`` so that it stays in cache.
-_ROWS_SHARE, _TILE_SHARE = 0.02, 0.025
+#: Shares of the logits' bytes that a token block's gathered hidden rows (with their
+#: gradient) and a tile (tokens × vocabulary, with its raw GEMM output) may take, so the
+#: extra memory of either pass stays under 5% of the logits whatever V, N and H are: the
+#: rest is O(N) vectors. On CPU a tile is also capped at ``_CPU_TILE_BYTES``, to stay in cache.
+_ROWS_SHARE, _TILE_SHARE = 0.015, 0.025
 _CPU_TILE_BYTES = 8 * 2**20
-#: Smallest blocks worth a GEMM call (unless the problem itself is smaller).
-_MIN_TOKENS, _MIN_VOCAB = 512, 1024
+#: Floors, below which a GEMM call costs more than it computes; they bind only for logits
+#: of a few MiB, where 5% of them is less than one such tile.
+_MIN_TOKENS, _MIN_VOCAB = 16, 256
 
 
 def _tiles(
@@ -53,7 +54,8 @@ def _tiles(
 ) -> tuple[int, int]:
     """(tokens, vocabulary entries) per tile within the shares above."""
     logits = n_logits * itemsize
-    tok = min(n_tokens, max(_MIN_TOKENS, int(_ROWS_SHARE * logits // (hidden * (itemsize + acc)))))
+    rows = int(_ROWS_SHARE * logits // (hidden * (itemsize + acc)))
+    tok = min(n_tokens, max(_MIN_TOKENS, rows))
     cap = _TILE_SHARE * logits
     if cpu:
         cap = min(cap, _CPU_TILE_BYTES)
@@ -75,29 +77,31 @@ def _head(z: torch.Tensor, scale: float, softcap: float | None, inv_t: float) ->
 
 class _FusedTokenLogps(torch.autograd.Function):
     """log softmax(head(h[idx]·Wᵀ + b))[labels] for the selected rows ``idx`` of the flat
-    hidden states ``h`` (N, H); tiled forward, recomputing backward."""
+    hidden states ``h`` (N, H); tiled forward, recomputing backward.
+
+    Both passes run vocabulary slices in the outer loop and token blocks in the inner one,
+    so the LM head is read once per pass; a running (max, Σexp) per token carries the
+    logsumexp across slices.
+    """
 
     @staticmethod
     def forward(ctx, h, weight, bias, idx, labels, scale, softcap, inv_t, tok, voc):
         acc = _acc_dtype(h.dtype)
         M = idx.shape[0]
-        lse = torch.empty(M, dtype=acc, device=h.device)
-        picked = torch.empty(M, dtype=acc, device=h.device)
-        for s, e, hc in _token_blocks(h, idx, tok):
-            m = torch.full((e - s,), -math.inf, dtype=acc, device=h.device)
-            tot = torch.zeros(e - s, dtype=acc, device=h.device)
-            for v0, v1, z in _logit_tiles(hc, weight, bias, voc, acc):
-                z = _head(z, scale, softcap, inv_t)
-                if softcap is not None:
-                    z.mul_(softcap * inv_t)
-                col, here = _in_tile(labels[s:e], v0, v1)
-                zl = z.gather(-1, col)[:, 0]
-                picked[s:e] = torch.where(here, zl, picked[s:e])
-                # Online logsumexp: rescale the running sum to the new max, add this tile.
-                m_new = torch.maximum(m, z.amax(-1))
-                tot.mul_(torch.exp(m - m_new)).add_(z.sub_(m_new[:, None]).exp_().sum(-1))
-                m = m_new
-            lse[s:e] = m + tot.log()
+        m = torch.full((M,), -math.inf, dtype=acc, device=h.device)
+        tot = torch.zeros(M, dtype=acc, device=h.device)
+        picked = torch.zeros(M, dtype=acc, device=h.device)
+        for v0, v1, s, e, _, z in _logit_tiles(h, idx, weight, bias, tok, voc, acc):
+            z = _head(z, scale, softcap, inv_t)
+            if softcap is not None:
+                z.mul_(softcap * inv_t)
+            col, here = _in_tile(labels[s:e], v0, v1)
+            picked[s:e] = torch.where(here, z.gather(-1, col)[:, 0], picked[s:e])
+            # Online logsumexp: rescale the running sum to the new max, add this tile.
+            m_new = torch.maximum(m[s:e], z.amax(-1))
+            tot[s:e] = tot[s:e] * torch.exp(m[s:e] - m_new) + z.sub_(m_new[:, None]).exp_().sum(-1)
+            m[s:e] = m_new
+        lse = m + tot.log()
         ctx.save_for_backward(h, weight, bias, idx, labels, lse)
         ctx.head = (scale, softcap, inv_t, tok, voc)
         return picked - lse
@@ -110,43 +114,47 @@ class _FusedTokenLogps(torch.autograd.Function):
         acc = lse.dtype
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         # Gradients accumulate in the accumulation dtype: in place when that is the
-        # parameter's own dtype, else (bf16/fp16) in a float32 buffer, as TRL does.
+        # parameter's own dtype, else (bf16/fp16) in float32 buffers, as TRL does.
         gh = torch.zeros(h.shape, dtype=h.dtype, device=h.device) if need_h else None
+        gh_acc = (
+            gh
+            if gh is None or h.dtype == acc
+            else torch.zeros(idx.shape[0], h.shape[1], dtype=acc, device=h.device)
+        )
         gw = torch.zeros(weight.shape, dtype=acc, device=h.device) if need_w else None
         gb = torch.zeros(weight.shape[0], dtype=acc, device=h.device) if need_b else None
         g = g.to(acc)
-        for s, e, hc in _token_blocks(h, idx, tok):
-            ghc = torch.zeros(e - s, h.shape[1], dtype=acc, device=h.device) if need_h else None
+        for v0, v1, s, e, hc, z in _logit_tiles(h, idx, weight, bias, tok, voc, acc):
             lse_c, g_c = lse[s:e, None], g[s:e, None]
-            for v0, v1, z in _logit_tiles(hc, weight, bias, voc, acc):
-                t = _head(z, scale, softcap, inv_t)
-                if softcap is None:  # z is the final logit: G = g·(onehot − softmax)
-                    G = z.sub_(lse_c).exp_().mul_(-g_c)
-                else:  # t = tanh(scale·y/c): z = c·t/temperature, dz/dy = scale·(1 − t²)/T
-                    G = torch.exp(t * (softcap * inv_t) - lse_c).mul_(-g_c)
-                col, here = _in_tile(labels[s:e], v0, v1)
-                G.scatter_add_(-1, col, (g[s:e] * here)[:, None])
-                if softcap is not None:
-                    G.mul_(t.square_().neg_().add_(1))
-                if scale * inv_t != 1.0:
-                    G.mul_(scale * inv_t)
-                # The gradient GEMMs run in the inputs' dtype (as the model's own backward
-                # does) and add into accumulation-dtype buffers.
-                Gd, w = G.to(h.dtype), weight[v0:v1]
-                if need_h:
-                    if Gd is G:
-                        ghc.addmm_(G, w)
-                    else:
-                        ghc += torch.mm(Gd, w)
-                if need_w:
-                    if Gd is G:
-                        gw[v0:v1].addmm_(G.t(), hc)
-                    else:
-                        gw[v0:v1] += torch.mm(Gd.t(), hc)
-                if need_b:
-                    gb[v0:v1] += G.sum(0)
+            t = _head(z, scale, softcap, inv_t)
+            if softcap is None:  # z is the final logit: G = g·(onehot − softmax)
+                G = z.sub_(lse_c).exp_().mul_(-g_c)
+            else:  # t = tanh(scale·y/c): z = c·t/temperature, dz/dy = scale·(1 − t²)/T
+                G = torch.exp(t * (softcap * inv_t) - lse_c).mul_(-g_c)
+            col, here = _in_tile(labels[s:e], v0, v1)
+            G.scatter_add_(-1, col, (g[s:e] * here)[:, None])
+            if softcap is not None:
+                G.mul_(t.square_().neg_().add_(1))
+            if scale * inv_t != 1.0:
+                G.mul_(scale * inv_t)
+            # The gradient GEMMs run in the inputs' dtype (as the model's own backward
+            # does) and add into accumulation-dtype buffers.
+            Gd, w = G.to(h.dtype), weight[v0:v1]
             if need_h:
-                gh.index_add_(0, idx[s:e], ghc.to(h.dtype))
+                part = torch.mm(Gd, w)
+                if gh_acc is gh:
+                    gh.index_add_(0, idx[s:e], part)
+                else:
+                    gh_acc[s:e] += part
+            if need_w:
+                if Gd is G:
+                    gw[v0:v1].addmm_(G.t(), hc)
+                else:
+                    gw[v0:v1] += torch.mm(Gd.t(), hc)
+            if need_b:
+                gb[v0:v1] += G.sum(0)
+        if need_h and gh_acc is not gh:
+            gh.index_add_(0, idx, gh_acc.to(h.dtype))
         gw = gw.to(weight.dtype) if need_w else None
         gb = gb.to(bias.dtype) if need_b else None
         return gh, gw, gb, None, None, None, None, None, None, None
@@ -160,15 +168,6 @@ def _in_tile(labels: torch.Tensor, v0: int, v1: int) -> tuple[torch.Tensor, torc
     return lab.clamp(0, v1 - v0 - 1)[:, None], here
 
 
-def _token_blocks(
-    h: torch.Tensor, idx: torch.Tensor, tok: int
-) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """(s, e, rows): the hidden rows idx[s:e], gathered, ``tok`` at a time."""
-    for s in range(0, idx.shape[0], tok):
-        e = min(s + tok, idx.shape[0])
-        yield s, e, h.index_select(0, idx[s:e])
-
-
 _TORCH_2_8 = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 8)
 
 
@@ -179,33 +178,45 @@ def _mm_out_dtype(device: torch.device) -> bool:
 
 
 def _logit_tiles(
-    hc: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, voc: int, acc
-) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """(v0, v1, z): the raw logits hc·W[v0:v1]ᵀ + b[v0:v1] in ``acc``, one tile at a time,
-    written into one reused buffer (valid until the next tile).
+    h: torch.Tensor,
+    idx: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    tok: int,
+    voc: int,
+    acc: torch.dtype,
+) -> Iterator[tuple[int, int, int, int, torch.Tensor, torch.Tensor]]:
+    """(v0, v1, s, e, rows, z): the raw logits z = h[idx[s:e]]·W[v0:v1]ᵀ + b[v0:v1] in
+    ``acc``, vocabulary slices outside and token blocks inside, so that W is read once;
+    ``rows`` are the gathered hidden rows. Each z is written into one reused buffer (valid
+    until the next tile); with one token block the rows are gathered once.
 
     Low-precision inputs are multiplied in their own dtype, as the model's own LM head
     does (the GEMM accumulates in float32 inside; on CUDA the tile is also written in
     float32), then upcast for the reduction.
     """
-    n, V = hc.shape[0], weight.shape[0]
-    low = hc.dtype != acc and not _mm_out_dtype(hc.device)
-    buf = torch.empty(n, min(voc, V), dtype=acc, device=hc.device)
-    raw = torch.empty(n, min(voc, V), dtype=hc.dtype, device=hc.device) if low else buf
+    M, V = idx.shape[0], weight.shape[0]
+    low = h.dtype != acc and not _mm_out_dtype(h.device)
+    buf = torch.empty(min(tok, M), min(voc, V), dtype=acc, device=h.device)
+    raw = torch.empty_like(buf, dtype=h.dtype) if low else buf
+    blocks = [(s, min(s + tok, M)) for s in range(0, M, tok)]
+    single = h.index_select(0, idx) if len(blocks) == 1 else None
     for v0 in range(0, V, voc):
         v1 = min(v0 + voc, V)
-        z, r = buf[:, : v1 - v0], raw[:, : v1 - v0]
         w = weight[v0:v1].t()
-        if low:
-            torch.mm(hc, w, out=r)
-            z.copy_(r)
-        elif hc.dtype != acc:
-            z.copy_(torch.mm(hc, w, out_dtype=acc))
-        else:
-            torch.mm(hc, w, out=z)
-        if bias is not None:
-            z.add_(bias[v0:v1])
-        yield v0, v1, z
+        for s, e in blocks:
+            rows = single if single is not None else h.index_select(0, idx[s:e])
+            z, r = buf[: e - s, : v1 - v0], raw[: e - s, : v1 - v0]
+            if low:
+                torch.mm(rows, w, out=r)
+                z.copy_(r)
+            elif h.dtype != acc:
+                z.copy_(torch.mm(rows, w, out_dtype=acc))
+            else:
+                torch.mm(rows, w, out=z)
+            if bias is not None:
+                z.add_(bias[v0:v1])
+            yield v0, v1, s, e, rows, z
 
 
 def _check_head(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
@@ -324,8 +335,9 @@ def fused_sequence_logps(
         1/``logits_scaling``).
       softcap: final-logit softcapping c, z ← c·tanh(z/c) (Gemma 2/3), or None.
       temperature: divides the logits last, as sampling with that temperature does.
-      tile: (tokens, vocabulary entries) per tile; default a size whose tiles take about
-        1% of the logits' bytes (on CPU at most 4 MiB).
+      tile: (tokens, vocabulary entries) per tile; default a size whose token block takes
+        at most 1.5% and whose tile at most 2.5% of the logits' bytes (on CPU a tile is at
+        most 8 MiB), so the extra memory stays under 5% of the logits.
     Returns:
       (B,) float32 (float64 for float64 inputs): bf16/fp16 inputs are reduced in float32.
     Raises:

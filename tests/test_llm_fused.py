@@ -90,8 +90,8 @@ def test_wrong_tile_offset_is_caught(monkeypatch):
     right = llm.fused._logit_tiles
 
     def shifted(*args):
-        for v0, v1, z in right(*args):
-            yield (v0 + 1 if v0 else v0), v1, z
+        for v0, v1, *rest in right(*args):
+            yield (v0 + 1 if v0 else v0), v1, *rest
 
     monkeypatch.setattr(llm.fused, "_logit_tiles", shifted)
     assert _max_error(h, W, b, labels, mask, HEADS["plain"], tile) > 1e-3
