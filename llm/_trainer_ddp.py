@@ -57,6 +57,21 @@ def build_model(dtype: torch.dtype = torch.float64) -> torch.nn.Module:
     return GPT2LMHeadModel(cfg).to(dtype)
 
 
+CHARS = "abcdefghij"  # token ids 2..11; 0 is padding, 1 end-of-sequence
+
+
+def char_tokenizer() -> Any:
+    """A character-level tokenizer over :data:`CHARS` (ids 2–11), in memory, no download."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": EOS, **{c: i + 2 for i, c in enumerate(CHARS)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="<eos>")
+
+
 def _tokens(g: torch.Generator, low: int, high: int) -> list[int]:
     n = int(torch.randint(low, high, (1,), generator=g))
     return torch.randint(2, VOCAB, (n,), generator=g).tolist()

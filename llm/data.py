@@ -275,10 +275,11 @@ def tokenize_dataset(
     *,
     max_prompt_length: int | None = None,
     max_completion_length: int | None = None,
-    eos_token_id: int | None = None,
+    append_eos: bool = True,
 ) -> Any:
     """``dataset`` (a ``datasets.Dataset``) tokenised for ``method`` (:func:`tokenize_row` on
-    every row), with only the tokenised columns kept."""
+    every row), with only the tokenised columns kept. With ``append_eos``, text completions
+    end with the tokenizer's EOS (as the model's own samples do)."""
     from datasets import Dataset
 
     if not isinstance(dataset, Dataset):
@@ -291,7 +292,7 @@ def tokenize_dataset(
     kw = {
         "max_prompt_length": max_prompt_length,
         "max_completion_length": max_completion_length,
-        "eos_token_id": eos_token_id,
+        "eos_token_id": getattr(tokenizer, "eos_token_id", None) if append_eos else None,
     }
     return dataset.map(
         lambda row, i: tokenize_row(row, fmt, tokenizer, index=i, **kw),

@@ -319,7 +319,6 @@ class PairwiseTrainer(Trainer):
             tok,
             max_prompt_length=args.max_prompt_length,
             max_completion_length=args.max_completion_length,
-            eos_token_id=getattr(tok, "eos_token_id", None),
         )
         super().__init__(
             model=model,
