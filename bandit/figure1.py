@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .fixed_points import FixedPoint
-    from .trainer import Minibatches, TrainConfig, TrainResult
+    from .trainer import Minibatches, SampledMinibatches, TrainConfig, TrainResult
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -57,6 +57,8 @@ __all__ = [
 DEFAULT_METHODS = ("copg", "ipo", "pg", "pg_value")
 #: Max-abs probability gap below which the noise-free flow counts as converged.
 _CONVERGED_ATOL = 1e-8
+#: Largest X·n·n for which figure 1 runs the noise-free flow (n = 512 for one prompt).
+FLOW_MAX_PAIRS = 2**18
 #: Marks a result field that figure1.json leaves out (objects, not data).
 _NOT_IN_JSON = {"json": False}
 
@@ -149,7 +151,9 @@ class MethodResult:
         optimiser has not yet covered, noise apart.
       agreement: ``"sampling error"`` when the flow has converged (its gap is below the
         standard error, or below 1e-8), so the trained mean misses the fixed point by
-        sampling error only; ``"optimisation gap"`` otherwise.
+        sampling error only; ``"optimisation gap"`` otherwise. The flow costs O(X·n²) per
+        step, so above :data:`FLOW_MAX_PAIRS` pairs it is not run: the three flow fields
+        are then None and ``agreement`` says so.
       fixed_point_policy: the method's exact fixed point π.
       fixed_point_regret: its regret (dashed in the figure).
       fixed_point: the :class:`~bandit.fixed_points.FixedPoint` with its certificate;
@@ -164,9 +168,9 @@ class MethodResult:
     final_regret_std: float
     final_policy_mean: NDArray[np.float64]
     final_policy_se: NDArray[np.float64]
-    expected_flow_regret_curve: NDArray[np.float64]
-    expected_flow_final_policy: NDArray[np.float64]
-    optimisation_gap: float
+    expected_flow_regret_curve: NDArray[np.float64] | None
+    expected_flow_final_policy: NDArray[np.float64] | None
+    optimisation_gap: float | None
     agreement: str
     fixed_point_policy: NDArray[np.float64]
     fixed_point_regret: float
@@ -201,8 +205,9 @@ class Figure1Result:
       optimal_policy: π*, the maximiser of the KL-regularised objective.
       optimal_value: J(π*).
       initial_regret: the regret of π_ref, where every curve starts.
-      batches: the seeds' datasets and minibatch counts
-        (:class:`~bandit.trainer.Minibatches`; not in figure1.json).
+      batches: the seeds' datasets and minibatches (:class:`~bandit.trainer.Minibatches`,
+        or :class:`~bandit.trainer.SampledMinibatches` for large problems; not in
+        figure1.json).
     """
 
     config: Figure1Config
@@ -214,7 +219,7 @@ class Figure1Result:
     optimal_policy: NDArray[np.float64]
     optimal_value: float
     initial_regret: float
-    batches: Minibatches = field(repr=False, metadata=_NOT_IN_JSON)
+    batches: Minibatches | SampledMinibatches = field(repr=False, metadata=_NOT_IN_JSON)
 
     def to_dict(self) -> dict[str, Any]:
         """figure1.json's content (plain lists and floats; non-finite floats are None)."""
@@ -307,7 +312,7 @@ def _train(
     seeds: int,
     seed: int,
     progress: bool,
-) -> tuple[dict[str, TrainResult], dict[str, FixedPoint], Minibatches]:
+) -> tuple[dict[str, TrainResult], dict[str, FixedPoint], Minibatches | SampledMinibatches]:
     """Train on ``seeds`` datasets plus the noise-free flow; solve the fixed points.
 
     Returns each method's :class:`~bandit.trainer.TrainResult` over ``seeds + 1`` "seeds"
@@ -315,13 +320,21 @@ def _train(
     method's fixed point, and the seeds' minibatches.
     """
     from .fixed_points import fixed_point  # JAX loads here
-    from .trainer import CompiledTrainer, expected_minibatches, minibatches
+    from .trainer import (
+        CompiledTrainer,
+        expected_minibatches,
+        minibatches,
+        sampled_minibatches,
+        uses_samples,
+    )
 
+    sampled = uses_samples(bandit, tc)
+    with_flow = flow_feasible(bandit)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(methods) * tc.epochs, desc="figure1", unit="epoch", leave=False)
+        bar = tqdm(total=tc.epochs, desc="figure1", unit="epoch", leave=False)
     # Neither the trainer's compilation nor the exact fixed points need the minibatches:
     # both run on other threads while the counts are drawn (XLA compiles and the
     # hypergeometric draws run without the GIL).
@@ -330,18 +343,31 @@ def _train(
             CompiledTrainer,
             methods,
             bandit,
-            seeds + 1,
+            seeds + (with_flow and not sampled),
             tc.epochs,
             tc.batch_sizes,
             learning_rate=tc.learning_rate,
+            sampled=sampled,
         )
+        # The noise-free flow is a count-form "seed"; in the sample form it trains apart.
+        flow_trainer = None
+        if with_flow and sampled:
+            flow_trainer = pool.submit(
+                CompiledTrainer, methods, bandit, 1, tc.epochs, tc.batch_sizes,
+                learning_rate=tc.learning_rate,
+            )  # fmt: skip
         fixed = {m: pool.submit(fixed_point, m, bandit, data) for m in methods}
         try:
-            batches = minibatches(bandit, data, n_seeds=seeds, seed=seed, config=tc)
-            flow = expected_minibatches(bandit, data, config=tc)
-            results = trainer.result().run(
-                batches.concat(flow), progress=bar.update if bar else None
-            )
+            draw = sampled_minibatches if sampled else minibatches
+            batches = draw(bandit, data, n_seeds=seeds, seed=seed, config=tc)
+            sets = [batches]
+            if with_flow:
+                flow = expected_minibatches(bandit, data, config=tc)
+                sets = sets if sampled else [batches, flow]
+            results = trainer.result().run(sets, progress=bar.update if bar else None)
+            if flow_trainer is not None:
+                flow_results = flow_trainer.result().run(flow)
+                results = {m: _join(results[m], flow_results[m]) for m in results}
         finally:
             if bar is not None:
                 bar.close()
@@ -349,25 +375,48 @@ def _train(
     return results, fixed, batches
 
 
+def flow_feasible(bandit: Bandit) -> bool:
+    """Whether figure 1 runs the noise-free flow: its exact expected gradient costs
+    O(X·n²) per step, so only up to :data:`FLOW_MAX_PAIRS` pairs (x, y, y')."""
+    return bandit.n_prompts * bandit.n_actions**2 <= FLOW_MAX_PAIRS
+
+
+def _join(a: TrainResult, b: TrainResult) -> TrainResult:
+    """The seeds of ``a`` followed by those of ``b``."""
+    from .trainer import TrainResult
+
+    return TrainResult(
+        a.method,
+        np.concatenate([a.log_policies, b.log_policies]),
+        np.concatenate([a.regret, b.regret]),
+    )
+
+
 def _method_result(
     bandit: Bandit, full: TrainResult, fp: FixedPoint, seeds: int, sq: Any
 ) -> MethodResult:
-    """The statistics of one method: ``full`` holds the seeds, then the noise-free flow."""
+    """The statistics of one method: ``full`` holds the seeds, then the noise-free flow
+    (absent where :func:`flow_feasible` is False: the flow's fields are then None)."""
     from .trainer import TrainResult
 
     ddof = 1 if seeds > 1 else 0
-    flow_lp = full.log_policies[seeds]
     r = TrainResult(full.method, full.log_policies[:seeds], full.regret[:seeds])
     final = r.regret[:, -1]
     pi = np.exp(r.log_policies[:, -1])
     pi_mean, pi_se = pi.mean(axis=0), pi.std(axis=0, ddof=ddof) / np.sqrt(seeds)
-    pi_fp, pi_flow = np.exp(fp.log_policy), np.exp(flow_lp[-1])
-    # The trained mean misses the fixed point by sampling error (its standard error)
-    # plus whatever the noise-free flow has not yet covered at the same step count.
-    gap = float(np.max(np.abs(pi_flow - pi_fp)))
-    # Converged: the flow's gap is below the standard error, or at float64 optimisation
-    # precision (CoPG's fixed point is π* for every dataset, so its se can be ~0).
-    converged = gap <= max(float(np.max(pi_se)), _CONVERGED_ATOL)
+    pi_fp = np.exp(fp.log_policy)
+    flow_curve = flow_final = gap = None
+    agreement = "no flow: the problem is too large for its exact expected gradient"
+    if full.log_policies.shape[0] > seeds:
+        pi_flow = np.exp(full.log_policies[seeds][-1])
+        flow_curve, flow_final = np.asarray(full.regret[seeds]), sq(pi_flow)
+        # The trained mean misses the fixed point by sampling error (its standard error)
+        # plus whatever the noise-free flow has not yet covered at the same step count.
+        gap = float(np.max(np.abs(pi_flow - pi_fp)))
+        # Converged: the flow's gap is below the standard error, or at float64 optimisation
+        # precision (CoPG's fixed point is π* for every dataset, so its se can be ~0).
+        converged = gap <= max(float(np.max(pi_se)), _CONVERGED_ATOL)
+        agreement = "sampling error" if converged else "optimisation gap"
     return MethodResult(
         regret_curve_mean=r.regret.mean(axis=0),
         regret_curve_std=r.regret.std(axis=0, ddof=ddof),
@@ -375,10 +424,10 @@ def _method_result(
         final_regret_std=float(final.std(ddof=ddof)),
         final_policy_mean=sq(pi_mean),
         final_policy_se=sq(pi_se),
-        expected_flow_regret_curve=np.asarray(full.regret[seeds]),
-        expected_flow_final_policy=sq(pi_flow),
+        expected_flow_regret_curve=flow_curve,
+        expected_flow_final_policy=flow_final,
         optimisation_gap=gap,
-        agreement="sampling error" if converged else "optimisation gap",
+        agreement=agreement,
         fixed_point_policy=sq(pi_fp),
         fixed_point_regret=float(regret(bandit, fp.log_policy)),
         fixed_point=fp,

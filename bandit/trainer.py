@@ -23,6 +23,22 @@ equals the sum of the hard-label losses. So we never materialise samples:
   ``Generator.hypergeometric``, vectorised over seeds and epochs (epochs are independent
   permutations of the same dataset).
 
+**Large category spaces: the sample form.** When K = X·n·n·2 exceeds the dataset size N
+(3000 actions give K = 18·10⁶ for N = 10⁴), counts over every category are mostly zeros:
+a minibatch's gradient depends only on the (at most |B|) pairs it holds. There the trainer
+works on samples instead (:func:`sampled_minibatches`, :class:`SampledMinibatches`): each
+seed's dataset is its N labelled pairs drawn i.i.d. from the same law, each epoch a uniform
+permutation of them cut into the same batches, and the batch loss the mean of the per-pair
+hard-label losses on the gathered pairs (the same quantity as the count form's, by the
+linearity in p above). Each seed has its own random streams, so seeds are drawn in chunks
+(a chunk's epochs only when it trains) and memory does not grow with the number of
+seeds beyond one (S, N) array of category indices. :func:`uses_samples` says which form a
+problem gets.
+
+**Seeds in chunks.** :class:`CompiledTrainer` trains at most ``seed_chunk`` seeds at a time
+(chosen from the layout so that one chunk's batches take at most 64 MiB), so 1000 seeds
+take the memory of a few dozen; each seed's trajectory does not depend on the chunking.
+
 **Last partial batch.** With N = 10⁴ and |B| = 512, an epoch is 19 full batches and one of
 272 pairs. By default (``drop_last=False``, PyTorch's ``DataLoader`` default) that batch is
 kept and its loss is the mean over its own 272 pairs, so every pair is seen once per epoch;
@@ -38,7 +54,7 @@ batched form of :func:`bandit.exact.regret`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -51,21 +67,40 @@ from .policy import log_softmax
 from .precision import float64
 from .prepare import tables
 from .problems import Bandit
-from .validation import ValidationError, check_int, check_positive
+from .validation import ValidationError, check_bool, check_int, check_positive
 
 __all__ = [
     "CompiledTrainer",
     "Minibatches",
+    "SampledMinibatches",
     "TrainConfig",
     "TrainResult",
     "expected_minibatches",
     "minibatches",
     "minibatches_from_permutations",
     "sample_datasets",
+    "sampled_minibatches",
     "shuffle_counts",
     "train",
     "train_all",
+    "uses_samples",
 ]
+
+#: The most memory one allocation of the trainer may take (bytes): larger layouts (huge
+#: ``epochs``, ``dataset_size`` or seeds) are refused with a one-line error before allocating.
+MAX_BYTES = 4 * 2**30
+#: Target size of one chunk of seeds' batches in the compiled run (bytes).
+CHUNK_BYTES = 64 * 2**20
+#: Upper bounds on a TrainConfig: N pairs and the batches of one epoch.
+MAX_DATASET_SIZE = 2**31 - 1
+
+
+def _check_bytes(what: str, nbytes: float, hint: str) -> None:
+    """Refuse an allocation of ``nbytes`` above :data:`MAX_BYTES` before making it."""
+    if nbytes > MAX_BYTES:
+        raise ValidationError(
+            f"{what} would take {nbytes / 2**30:.3g} GiB (limit {MAX_BYTES / 2**30:g} GiB); {hint}"
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +126,17 @@ class TrainConfig:
         check_int("batch_size", self.batch_size, 1)
         check_int("epochs", self.epochs, 0)
         check_positive("learning_rate", self.learning_rate)
+        check_bool("drop_last", self.drop_last)
+        if self.dataset_size > MAX_DATASET_SIZE:
+            raise ValidationError(
+                f"dataset_size must be at most {MAX_DATASET_SIZE} (2³¹ − 1), "
+                f"got {self.dataset_size}"
+            )
+        _check_bytes(
+            "the batch sizes of one epoch",
+            8.0 * self.dataset_size / self.batch_size,
+            "use a larger batch_size",
+        )
         if self.drop_last and self.batch_size > self.dataset_size:
             raise ValidationError(
                 f"batch_size {self.batch_size} > dataset_size {self.dataset_size} with "
@@ -170,12 +216,7 @@ def sample_datasets(
     Pairs (x, y, y') ∼ ρ(x) q(y, y'|x) with q = ``data.joint`` (OfflineData), labels
     ∼ Bernoulli(p(y ≻ y'|x)) (Bradley–Terry on R unless ``preferences`` is given).
     """
-    joint = np.asarray(data.joint, dtype=np.float64)
-    if joint.shape != (bandit.n_prompts, bandit.n_actions, bandit.n_actions):
-        raise ValidationError(
-            f"data must have pair shape {(bandit.n_prompts, bandit.n_actions, bandit.n_actions)},"
-            f" got {joint.shape}"
-        )
+    joint = _joint(bandit, data)
     probs = _pair_probabilities(bandit, joint, preferences)
     counts = rng.multinomial(size, probs.ravel(), size=n_seeds)
     return counts.reshape((n_seeds, *probs.shape))
@@ -227,6 +268,124 @@ def shuffle_counts(
     return out.reshape((S, epochs, J, *shape))
 
 
+@dataclass(frozen=True)
+class SampledMinibatches:
+    """The sample form: each seed's dataset as its N labelled pairs, and its epochs' orders.
+
+    Category indices run over the flattened (X, n, n, 2) = (x, y, y', label) of
+    :class:`Minibatches`. Epoch orders are drawn per chunk of seeds, when they train
+    (:meth:`batch_indices`), from each seed's own stream, so they need no memory beforehand.
+
+    Attributes:
+      samples: (S, N) category index of each seed's pairs, in the order drawn.
+      sizes: (J,) batch sizes (the same in every epoch).
+      epochs: E, the permutations per seed.
+      shape: (X, n, n, 2), the category shape.
+      seed: the random seed; seed s's orders come from ``default_rng([seed, s, 1])``.
+    """
+
+    samples: NDArray[np.int64]
+    sizes: NDArray[np.int64]
+    epochs: int
+    shape: tuple[int, int, int, int]
+    seed: int
+
+    @property
+    def n_seeds(self) -> int:
+        return self.samples.shape[0]
+
+    def batch_indices(self, s0: int, s1: int, e0: int, e1: int) -> NDArray[np.int64]:
+        """(s1 − s0, e1 − e0, J, max |B|) category indices of each batch of epochs e0..e1 − 1
+        of seeds s0..s1 − 1; entries past a batch's size are 0 (masked by the trainer)."""
+        N = self.samples.shape[1]
+        J, width = len(self.sizes), int(self.sizes.max())
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        slot = starts[:, None] + np.arange(width)[None]  # position in the epoch's order
+        valid = np.arange(width)[None] < self.sizes[:, None]
+        slot = np.where(valid, slot, 0)
+        out = np.zeros((s1 - s0, e1 - e0, J, width), dtype=self.samples.dtype)
+        for i, s in enumerate(range(s0, s1)):
+            rng = np.random.default_rng([self.seed, s, 1])
+            for e in range(e1):  # epochs before e0 are drawn too: the stream is sequential
+                order = rng.permutation(N)
+                if e >= e0:
+                    out[i, e - e0] = np.where(valid, self.samples[s][order[slot]], 0)
+        return out
+
+    def to_minibatches(self) -> Minibatches:
+        """The same batches in the count form (for tests and small problems)."""
+        K = int(np.prod(self.shape))
+        S, E, J = self.n_seeds, self.epochs, len(self.sizes)
+        _check_bytes("minibatch counts", 4.0 * S * E * J * K, "use the sample form")
+        idx = self.batch_indices(0, S, 0, E)
+        valid = np.arange(idx.shape[-1])[None] < self.sizes[:, None]
+        counts = np.zeros((S, E, J, K), dtype=np.int32)
+        for s, e, j in np.ndindex(S, E, J):
+            counts[s, e, j] = np.bincount(idx[s, e, j][valid[j]], minlength=K)
+        ds = np.stack([np.bincount(row, minlength=K) for row in self.samples])
+        return Minibatches(
+            ds.reshape((S, *self.shape)), counts.reshape((S, E, J, *self.shape)), self.sizes
+        )
+
+
+def uses_samples(bandit: Bandit, config: TrainConfig) -> bool:
+    """Whether :func:`sampled_minibatches` suits this problem better than the counts:
+    when the categories X·n·n·2 outnumber the dataset's pairs (most counts are then 0)."""
+    return int(np.prod(_category_shape(bandit))) > config.dataset_size
+
+
+def sampled_minibatches(
+    bandit: Bandit,
+    data: Any,
+    *,
+    n_seeds: int = 10,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    preferences: ArrayLike | None = None,
+) -> SampledMinibatches:
+    """Each seed's dataset as N i.i.d. labelled pairs, and its shuffled epochs (sample form).
+
+    Pairs (x, y, y') ∼ ρ(x) q(y, y'|x), labels ∼ Bernoulli(p(y ≻ y'|x)): the law of
+    :func:`minibatches`, drawn as samples (O(N) memory per seed instead of O(X·n·n)). Seed s
+    draws its dataset from ``default_rng([seed, s, 0])`` and its orders from
+    ``default_rng([seed, s, 1])``: the same seed gives the same batches for any number of
+    seeds and any chunking.
+    """
+    config = config or TrainConfig()
+    n_seeds = check_int("n_seeds", n_seeds, 1)
+    seed = check_int("seed", seed, 0)
+    joint = _joint(bandit, data)
+    N = config.dataset_size
+    _check_bytes("the datasets", 8.0 * n_seeds * N, "use fewer seeds or a smaller dataset_size")
+    w = (bandit.rho[:, None, None] * joint).ravel()
+    cdf = np.cumsum(w)
+    pref = np.asarray(tables(bandit, preferences).pref).ravel()
+    dtype = np.int32 if 2 * w.size < 2**31 else np.int64
+    samples = np.empty((n_seeds, N), dtype=dtype)
+    for s in range(n_seeds):
+        rng = np.random.default_rng([seed, s, 0])
+        # Inverse-CDF draws; a pair of probability 0 has an empty interval, never drawn.
+        pair = np.searchsorted(cdf, rng.random(N) * cdf[-1], side="right")
+        pair = np.minimum(pair, w.size - 1)
+        label = rng.random(N) < pref[pair]
+        samples[s] = 2 * pair + label
+    shape = _category_shape(bandit)
+    return SampledMinibatches(samples, config.batch_sizes, config.epochs, shape, seed)
+
+
+def _joint(bandit: Bandit, data: Any) -> NDArray[np.float64]:
+    """q(y, y'|x) of ``data``, checked against the bandit's shape."""
+    if not isinstance(bandit, Bandit):
+        raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
+    joint = np.asarray(getattr(data, "joint", None), dtype=np.float64)
+    if joint.shape != (bandit.n_prompts, bandit.n_actions, bandit.n_actions):
+        raise ValidationError(
+            f"data must have pair shape {(bandit.n_prompts, bandit.n_actions, bandit.n_actions)},"
+            f" got {joint.shape}"
+        )
+    return joint
+
+
 def minibatches(
     bandit: Bandit,
     data: Any,
@@ -244,6 +403,12 @@ def minibatches(
     config = config or TrainConfig()
     n_seeds = check_int("n_seeds", n_seeds, 1)
     seed = check_int("seed", seed, 0)
+    K = int(np.prod(_category_shape(bandit)))
+    _check_bytes(
+        "minibatch counts",
+        (4.0 * config.epochs * len(config.batch_sizes) + 16.0) * n_seeds * K,
+        "use fewer seeds or epochs, or sampled_minibatches (see uses_samples)",
+    )
     rng = np.random.default_rng(seed)
     ds = sample_datasets(bandit, data, n_seeds, config.dataset_size, rng, preferences=preferences)
     sizes = config.batch_sizes
@@ -264,7 +429,7 @@ def expected_minibatches(
     shows how much of a trained policy's distance to its fixed point is optimisation gap.
     """
     config = config or TrainConfig()
-    joint = np.asarray(data.joint, dtype=np.float64)
+    joint = _joint(bandit, data)
     probs = _pair_probabilities(bandit, joint, preferences)
     sizes = config.batch_sizes
     counts = sizes[:, None] * probs.reshape(1, -1)  # (J, K)
@@ -313,28 +478,65 @@ class TrainResult:
     regret: NDArray[np.float64]
 
 
-def _runner(methods: Sequence[Method], tab: Any, sizes: Any, learning_rate: float):
+def _gathered_pair(pair: Any, x: Any, y: Any, y2: Any, label: Any) -> Any:
+    """The Pair of :func:`bandit.expected.tabular_pair` at given (x, y, y') only, with hard
+    labels as preferences: each broadcastable (X, n|1, n|1) field is read at the samples."""
+    import jax.numpy as jnp
+
+    def take(a: Any) -> Any:
+        a = jnp.asarray(a)
+        return a[x, y if a.shape[1] > 1 else 0, y2 if a.shape[2] > 1 else 0]
+
+    def both(t: Any) -> Any:
+        return None if t is None else tuple(take(a) for a in t)
+
+    return replace(
+        pair,
+        logratio=both(pair.logratio),
+        logp=both(pair.logp),
+        old_logp=both(pair.old_logp),
+        old_logratio=both(pair.old_logratio),
+        reward=both(pair.reward),
+        preference=label,
+        value=None if pair.value is None else take(pair.value),
+    )
+
+
+def _runner(methods: Sequence[Method], tab: Any, sizes: Any, learning_rate: float, sampled: bool):
     """(jitted run over a chunk of epochs for all methods and seeds, optax optimiser).
 
     All methods advance together through the same minibatches (one compile for the lot).
+    A batch is its counts over (x, y, y', label) or, ``sampled``, its category indices.
     """
     import jax
     import jax.numpy as jnp
     import optax
 
-    from .expected import count_loss
+    from .expected import count_loss, tabular_pair
 
     opt = optax.adam(learning_rate)
+    n = np.shape(tab.log_ref)[1]
 
-    def batch_loss(method, logits, c, size):
+    def count_batch_loss(method, logits, c, size):
         # c: (X, n, n, 2) counts of (x, y, y', label) in the batch; label 1 is y ≻ y'.
         return count_loss(method, logits, tab, c.sum(axis=-1), c[..., 1], size)
 
+    def sample_batch_loss(method, logits, cats, size):
+        # cats: (max |B|,) flat (x, y, y', label) indices; slots past |B| are padding.
+        mask = jnp.arange(cats.shape[0]) < size
+        pair, label = jnp.divmod(cats, 2)
+        x, rest = jnp.divmod(pair, n * n)
+        y, y2 = jnp.divmod(rest, n)
+        kw = method.check_params({})
+        got = _gathered_pair(tabular_pair(logits, tab), x, y, y2, label.astype(jnp.float64))
+        return jnp.sum(jnp.where(mask, method.loss(got, **kw), 0.0)) / size
+
+    batch_loss = sample_batch_loss if sampled else count_batch_loss
     grads = [jax.grad(partial(batch_loss, m), argnums=0) for m in methods]
 
     def step(states, batch):
         c, size = batch
-        c = c.astype(jnp.float64)
+        c = c if sampled else c.astype(jnp.float64)
         new = []
         for grad, (logits, opt_state) in zip(grads, states, strict=True):
             updates, opt_state = opt.update(grad(logits, c, size), opt_state, logits)
@@ -354,21 +556,29 @@ def _runner(methods: Sequence[Method], tab: Any, sizes: Any, learning_rate: floa
     return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None))), opt
 
 
+Batches = Minibatches | SampledMinibatches
+
+
 class CompiledTrainer:
     """Shuffled-minibatch Adam for ``methods``, compiled for one layout of minibatches.
 
-    Compiling needs only the layout (seeds, epochs, batch sizes), not the counts, so it can
-    run on another thread while the minibatches are drawn (:func:`bandit.figure1.compute`
-    does so). :func:`train_all` is ``CompiledTrainer(...).run(batches)``.
+    Compiling needs only the layout (seeds, epochs, batch sizes, form), not the counts, so
+    it can run on another thread while the minibatches are drawn
+    (:func:`bandit.figure1.compute` does so). :func:`train_all` is
+    ``CompiledTrainer(...).run(batches)``.
 
     Args:
       methods: offline methods (copg, pg, pg_value, ipo, dpo, slic).
       bandit: the (contextual) bandit: rewards, π_ref, ρ and β.
-      n_seeds, epochs, sizes: the layout of the :class:`Minibatches` that :meth:`run` takes.
+      n_seeds, epochs, sizes: the layout of the batches that :meth:`run` takes (all their
+        seeds together when it takes several sets).
       learning_rate: Adam's step size.
       preferences: p(y ≻ y'|x) for the losses' tables (default Bradley–Terry on R); the
         labels themselves are in the minibatches.
       chunk: epochs per compiled call (a progress tick); the result does not depend on it.
+      sampled: train on :class:`SampledMinibatches` (the sample form) instead of counts.
+      seed_chunk: seeds per compiled call (default: as many as fit in 64 MiB of batches);
+        the result does not depend on it.
     """
 
     @float64
@@ -383,6 +593,8 @@ class CompiledTrainer:
         learning_rate: float = 1e-3,
         preferences: ArrayLike | None = None,
         chunk: int = 25,
+        sampled: bool = False,
+        seed_chunk: int | None = None,
     ) -> None:
         import jax
         import jax.numpy as jnp
@@ -402,58 +614,128 @@ class CompiledTrainer:
         S = check_int("n_seeds", n_seeds, 1)
         E = check_int("epochs", epochs, 0)
         C = max(1, min(check_int("chunk", chunk, 1), E))
+        self.sampled = check_bool("sampled", sampled)
         self.methods, self.bandit, self.chunk = methods, bandit, C
         self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.shape = (S, E, len(self.sizes), *_category_shape(bandit))
+        cat = _category_shape(bandit)
+        self.shape = (S, E, len(self.sizes), *cat)
+        _check_bytes(
+            "the trained log-policies",
+            8.0 * len(methods) * S * (E + 1) * cat[0] * cat[1],
+            "use fewer seeds or epochs",
+        )
+        per_seed = C * len(self.sizes) * (int(self.sizes.max()) if sampled else np.prod(cat)) * 8
+        if seed_chunk is None:
+            seed_chunk = max(1, int(CHUNK_BYTES // max(per_seed, 1)))
+        self.seed_chunk = min(S, check_int("seed_chunk", seed_chunk, 1))
         tab = jax.tree_util.tree_map(jnp.asarray, tables(bandit, preferences))
-        run, opt = _runner(methods, tab, jnp.asarray(self.sizes, jnp.float64), learning_rate)
+        run, opt = _runner(
+            methods, tab, jnp.asarray(self.sizes, jnp.float64), learning_rate, self.sampled
+        )
         start = jnp.asarray(bandit.log_ref)
         one = (start, opt.init(start))
+        Sc = self.seed_chunk
         self._start = tuple(
-            jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (S, *a.shape)), one)
+            jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (Sc, *a.shape)), one)
             for _ in methods
         )
-        counts = jax.ShapeDtypeStruct((S, C, *self.shape[2:]), jnp.float64)
+        if self.sampled:
+            width = int(self.sizes.max()) if self.sizes.size else 1
+            counts = jax.ShapeDtypeStruct((Sc, C, len(self.sizes), width), jnp.int64)
+        else:
+            counts = jax.ShapeDtypeStruct((Sc, C, *self.shape[2:]), jnp.float64)
         active = jax.ShapeDtypeStruct((C,), jnp.bool_)
         self._run = run.lower(self._start, counts, active).compile()
 
+    def _check(self, sources: Sequence[Batches]) -> None:
+        kind = SampledMinibatches if self.sampled else Minibatches
+        for b in sources:
+            if not isinstance(b, kind):
+                raise ValidationError(
+                    f"batches must be {kind.__name__} for this trainer (sampled="
+                    f"{self.sampled}), got {type(b).__name__}"
+                )
+            if not np.array_equal(b.sizes, self.sizes):
+                raise ValidationError(
+                    f"batches: batch sizes {b.sizes.tolist()}, expected {self.sizes.tolist()}"
+                )
+        S = sum(b.n_seeds for b in sources)
+        if self.sampled:
+            got = (S, sources[0].epochs if sources else 0, len(self.sizes), *sources[0].shape)
+            bad = any(b.epochs != self.shape[1] or b.shape != self.shape[3:] for b in sources)
+        else:
+            got = (S, *sources[0].counts.shape[1:])
+            bad = any(b.counts.shape[1:] != self.shape[1:] for b in sources)
+        if bad or S != self.shape[0]:
+            raise ValidationError(
+                f"batches: layout {got} (seeds, epochs, batches, categories), expected {self.shape}"
+            )
+
+    def _inputs(self, sources: Sequence[Batches], s0: int, s1: int, e0: int, e1: int):
+        """The chunk's batches, seeds s0..s1 − 1 across ``sources``, epochs e0..e1 − 1."""
+        parts, base = [], 0
+        for b in sources:
+            lo, hi = max(s0, base), min(s1, base + b.n_seeds)
+            if lo < hi:
+                if self.sampled:
+                    parts.append(b.batch_indices(lo - base, hi - base, e0, e1).astype(np.int64))
+                else:
+                    parts.append(np.asarray(b.counts[lo - base : hi - base, e0:e1], np.float64))
+            base += b.n_seeds
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
     @float64
     def run(
-        self, batches: Minibatches, *, progress: Callable[[int], Any] | None = None
+        self,
+        batches: Batches | Sequence[Batches],
+        *,
+        progress: Callable[[int], Any] | None = None,
     ) -> dict[str, TrainResult]:
-        """Train every method from π_ref on ``batches`` (all seeds at once).
+        """Train every method from π_ref on ``batches`` (all seeds, ``seed_chunk`` at a time).
 
         Args:
-          batches: minibatches of the layout given at construction (:func:`minibatches`).
-          progress: called with the number of epochs done after each chunk (``tqdm.update``).
+          batches: minibatches of the layout given at construction (:func:`minibatches` or
+            :func:`sampled_minibatches`), or several sets whose seeds follow each other.
+          progress: called with the number of epochs done after each chunk (``tqdm.update``),
+            scaled to the share of seeds in the chunk.
         Returns:
           ``{method: TrainResult}`` with one policy and regret per epoch, index 0 the start.
         """
         import jax.numpy as jnp
 
-        if batches.counts.shape != self.shape or not np.array_equal(batches.sizes, self.sizes):
-            raise ValidationError(
-                f"batches: counts of shape {batches.counts.shape} and batch sizes "
-                f"{batches.sizes.tolist()}, expected {self.shape} and {self.sizes.tolist()}"
-            )
+        sources = (
+            [batches] if isinstance(batches, (Minibatches, SampledMinibatches)) else list(batches)
+        )
+        if not sources:
+            raise ValidationError("batches: give at least one set of minibatches")
+        self._check(sources)
         S, E = self.shape[:2]
-        C, bandit = self.chunk, self.bandit
-        states = self._start
-        traj: list[list[NDArray[np.float64]]] = [[] for _ in self.methods]
-        for e0 in range(0, E, C):
-            n = min(C, E - e0)
-            counts = np.zeros((S, C, *self.shape[2:]))
-            counts[:, :n] = batches.counts[:, e0 : e0 + n]
-            states, logs = self._run(states, counts, jnp.arange(C) < n)
-            for i, lp in enumerate(logs):
-                traj[i].append(np.asarray(lp)[:, :n])
-            if progress is not None:
-                progress(n)
-        init = np.broadcast_to(log_softmax(bandit.log_ref), (S, 1, *bandit.log_ref.shape))
+        C, Sc, bandit = self.chunk, self.seed_chunk, self.bandit
+        X, n = bandit.log_ref.shape
+        lps = [np.empty((S, E + 1, X, n)) for _ in self.methods]
+        for lp in lps:
+            lp[:, 0] = log_softmax(bandit.log_ref)
+        done = 0.0
+        for s0 in range(0, S, Sc):
+            s1 = min(S, s0 + Sc)
+            states = self._start
+            for e0 in range(0, E, C):
+                k = min(C, E - e0)
+                got = self._inputs(sources, s0, s1, e0, e0 + k)
+                # Pad to the compiled layout: extra seeds and epochs are computed and dropped.
+                inputs = np.zeros((Sc, C, *got.shape[2:]), dtype=got.dtype)
+                inputs[: s1 - s0, :k] = got
+                states, logs = self._run(states, inputs, jnp.arange(C) < k)
+                for i, lp in enumerate(logs):
+                    lps[i][s0:s1, 1 + e0 : 1 + e0 + k] = np.asarray(lp)[: s1 - s0, :k]
+                if progress is not None:
+                    # Whole epochs of all seeds, reported as they complete.
+                    new = (s0 * E + (s1 - s0) * (e0 + k)) / S
+                    progress(int(new) - int(done))
+                    done = new
         out = {}
         for i, m in enumerate(self.methods):
-            lp = np.concatenate([init, *traj[i]], axis=1)
-            out[m.name] = TrainResult(m.name, lp, regret(bandit, lp))
+            out[m.name] = TrainResult(m.name, lps[i], regret(bandit, lps[i]))
         return out
 
 
@@ -465,26 +747,32 @@ def _category_shape(bandit: Bandit) -> tuple[int, int, int, int]:
 def train_all(
     methods: Sequence[str | Method],
     bandit: Bandit,
-    batches: Minibatches,
+    batches: Batches,
     *,
     learning_rate: float = 1e-3,
     preferences: ArrayLike | None = None,
     progress: Callable[[int], Any] | None = None,
     chunk: int = 25,
+    seed_chunk: int | None = None,
 ) -> dict[str, TrainResult]:
     """Train each of ``methods`` by shuffled-minibatch Adam from π_ref, on every seed at once.
 
-    Every method sees the same minibatches (those of ``batches``). Arguments as in
-    :class:`CompiledTrainer` and its :meth:`~CompiledTrainer.run`.
+    Every method sees the same minibatches (those of ``batches``: :class:`Minibatches` or
+    :class:`SampledMinibatches`). Arguments as in :class:`CompiledTrainer` and its
+    :meth:`~CompiledTrainer.run`.
 
     Returns:
       ``{method: TrainResult}`` with one policy and regret per epoch, index 0 the start.
     """
-    if not isinstance(batches, Minibatches):
-        raise ValidationError(f"batches must be Minibatches, got {type(batches).__name__}")
-    if isinstance(bandit, Bandit) and batches.counts.shape[3:] != _category_shape(bandit):
+    if not isinstance(batches, (Minibatches, SampledMinibatches)):
         raise ValidationError(
-            f"batches: counts have category shape {batches.counts.shape[3:]}, "
+            f"batches must be Minibatches or SampledMinibatches, got {type(batches).__name__}"
+        )
+    sampled = isinstance(batches, SampledMinibatches)
+    shape = batches.shape if sampled else batches.counts.shape[3:]
+    if isinstance(bandit, Bandit) and tuple(shape) != _category_shape(bandit):
+        raise ValidationError(
+            f"batches: counts have category shape {tuple(shape)}, "
             f"the bandit needs {_category_shape(bandit)}"
         )
     trainer = CompiledTrainer(
@@ -496,10 +784,12 @@ def train_all(
         learning_rate=learning_rate,
         preferences=preferences,
         chunk=chunk,
+        sampled=sampled,
+        seed_chunk=seed_chunk,
     )
     return trainer.run(batches, progress=progress)
 
 
-def train(method: str | Method, bandit: Bandit, batches: Minibatches, **kw: Any) -> TrainResult:
+def train(method: str | Method, bandit: Bandit, batches: Batches, **kw: Any) -> TrainResult:
     """Train one method; see :func:`train_all` for the arguments."""
     return train_all([method], bandit, batches, **kw)[get_method(method).name]

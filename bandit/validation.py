@@ -106,6 +106,14 @@ def check_int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` as a bool, requiring a real boolean (``True``/``False``, NumPy's too):
+    ``"no"`` or ``1`` would be truthy or ambiguous, so they are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValidationError(f"{name} must be a boolean (true or false), got {value!r}")
+    return bool(value)
+
+
 def check_unit_interval(name: str, value: float) -> float:
     """Return ``value`` as a float in [0, 1] (IPO-MD's mixture coefficient β)."""
     v = _real_scalar(name, value, "a number in [0, 1]")
