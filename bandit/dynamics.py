@@ -17,6 +17,17 @@ from the method's exact pair distribution (:func:`bandit.expected.pair_weights`)
 Bernoulli label for each from P, and minimises the minibatch mean of the per-sample
 losses (:func:`bandit.expected.count_loss`, the trainer's estimator too).
 Same seed → same trajectory.
+
+Data sources (:mod:`bandit.sources`). :func:`source_dynamics` runs any pair method of the
+registry on a bandit or a game with its pairs from a source (offline, online, a replay
+buffer, demonstrations + replay, the μ-mixture), carrying the source's buffer in the
+scan: at step t the buffer receives π_t, and the step follows the exact gradient of
+E_{q_t}[ℓ](θ) with q_t built from the buffer under stop-gradient. With ``lr`` it is plain
+gradient descent, the Euler scheme of the expected-gradient flow; ``optimizer`` takes any
+optax transformation (Adam). :func:`sampled_source_dynamics` is its finite-sample
+counterpart for many seeds at once (vmap over seeds, scan over steps): a replay buffer is
+filled by sampling ``fresh`` completions per prompt from π_t each step, and each step's
+minibatch of pairs is drawn from the buffer's empirical distribution.
 """
 
 from __future__ import annotations
@@ -31,12 +42,13 @@ import numpy as np
 import optax
 from numpy.typing import ArrayLike, NDArray
 
-from .expected import count_loss, device_tables, expected_value, pair_weights
+from .expected import count_loss, device_source, device_tables, expected_value, pair_weights
 from .methods import Method, get_method
 from .policy import log_softmax
 from .precision import float64
 from .prepare import Prepared, prepare
-from .problems import OfflineData, PreferenceGame
+from .problems import Bandit, OfflineData, PreferenceGame
+from .sources import Source, as_source
 from .validation import (
     ValidationError,
     check_distribution,
@@ -45,7 +57,13 @@ from .validation import (
     check_positive,
 )
 
-__all__ = ["Trajectory", "exact_dynamics", "sampled_dynamics"]
+__all__ = [
+    "Trajectory",
+    "exact_dynamics",
+    "sampled_dynamics",
+    "sampled_source_dynamics",
+    "source_dynamics",
+]
 
 
 @dataclass(frozen=True)
@@ -53,7 +71,8 @@ class Trajectory:
     """Recorded policies of one run per starting point.
 
     Attributes:
-      log_policies: log π at the recorded steps, shape (S, T, n) for S starts.
+      log_policies: log π at the recorded steps, shape (S, T, n) for S starts (game
+        dynamics), or (S, T, X, n) for S seeds (source dynamics; S = 1 when exact).
       steps: the step index of each record, shape (T,); 0 is the start.
     """
 
@@ -62,8 +81,19 @@ class Trajectory:
 
     @property
     def final(self) -> NDArray[np.float64]:
-        """log π after the last step, shape (S, n)."""
+        """log π after the last step, shape (S, n) (or (S, X, n))."""
         return self.log_policies[:, -1]
+
+
+def _draw_pairs(k_pair, k_label, w, P_flat, batch_size: int, shape):
+    """A minibatch as counts: ``batch_size`` pairs from the flat pair weights ``w``
+    (ρ(x) q(y, y'|x)) and a label 1[y ≻ y'] ∼ Bernoulli(P) each; (pairs, wins) of ``shape``."""
+    idx = jax.random.categorical(k_pair, jnp.log(w), shape=(batch_size,))
+    labels = jax.random.bernoulli(k_label, P_flat[idx]).astype(jnp.float64)
+    size = int(np.prod(shape))
+    pairs = jnp.zeros(size).at[idx].add(1.0).reshape(shape)
+    wins = jnp.zeros(size).at[idx].add(labels).reshape(shape)
+    return pairs, wins
 
 
 def _setup(method, game, logits0, steps, record_every, mixture, mu) -> tuple[Any, Prepared]:
@@ -206,10 +236,7 @@ def sampled_dynamics(
         theta, state, key = carry
         key, k_pair, k_label = jax.random.split(key, 3)
         w = pair_weights(m, theta, tab, joint, **params).reshape(-1)
-        idx = jax.random.categorical(k_pair, jnp.log(w), shape=(batch_size,))
-        labels = jax.random.bernoulli(k_label, P_flat[idx]).astype(jnp.float64)
-        pairs = jnp.zeros(n * n).at[idx].add(1.0).reshape(1, n, n)
-        wins = jnp.zeros(n * n).at[idx].add(labels).reshape(1, n, n)
+        pairs, wins = _draw_pairs(k_pair, k_label, w, P_flat, batch_size, (1, n, n))
         g = grad(theta, tab, pairs, wins, float(batch_size), **params)
         updates, state = opt.update(g, state, theta)
         return optax.apply_updates(theta, updates), state, key
@@ -221,4 +248,155 @@ def sampled_dynamics(
     base = jax.random.key(int(seed))
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(th.shape[0]))
     out = jax.jit(jax.vmap(run))(jnp.asarray(th), keys)
+    return Trajectory(np.asarray(out, dtype=np.float64), np.arange(0, steps + 1, record_every))
+
+
+# ----------------------------------------------------------------------- data sources
+
+
+def _source_setup(method, problem, source, logits0, steps, record_every, preferences, params):
+    if not isinstance(problem, (Bandit, PreferenceGame)):
+        raise ValidationError(
+            f"problem must be a Bandit or PreferenceGame, got {type(problem).__name__}"
+        )
+    src = as_source(source)
+    prep = prepare(method, problem, src, preferences=preferences, **params)
+    th = prep.logits("logits0", logits0)
+    check_int("steps", steps, 0)
+    check_int("record_every", record_every, 1)
+    if steps % record_every:
+        raise ValidationError(
+            f"steps ({steps}) must be a multiple of record_every ({record_every})"
+        )
+    return th, prep, src
+
+
+@float64
+def source_dynamics(
+    method: str | Method,
+    problem: Bandit | PreferenceGame,
+    source: Source | OfflineData,
+    logits0: ArrayLike,
+    *,
+    steps: int,
+    lr: float | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    record_every: int = 1,
+    preferences: ArrayLike | None = None,
+    **params: Any,
+) -> Trajectory:
+    """Exact expected dynamics of ``method`` with its pairs from ``source``.
+
+    Step t: the source's buffer receives π_t (:meth:`~bandit.sources.Source.push`), q_t is
+    read from it (:meth:`~bandit.sources.Source.joint`, stop-gradient), and θ moves along
+    ∇_θ E_{q_t}[ℓ](θ_t) (:func:`bandit.expected.expected_value`, the one definition of each
+    loss), by ``optax.sgd(lr)`` or ``optimizer`` (e.g. ``optax.adam``). The buffer is
+    part of the scan's carry.
+
+    Args:
+      method: any pair method of the registry (name or :class:`~bandit.methods.Method`).
+      problem: a :class:`Bandit` or :class:`PreferenceGame`.
+      source: a :class:`~bandit.sources.Source` (or ``OfflineData``).
+      logits0: θ_0, shape (X, n) ((n,) for one prompt).
+      steps, lr, optimizer, record_every: as for :func:`exact_dynamics`.
+      preferences: p(y ≻ y'|x) overriding Bradley–Terry on R.
+      **params: the method's parameters.
+    Returns:
+      A :class:`Trajectory` with log-policies of shape (1, steps // record_every + 1, X, n).
+    """
+    th, prep, src = _source_setup(
+        method, problem, source, logits0, steps, record_every, preferences, params
+    )
+    opt = _optimiser(lr, optimizer)
+    tab, _ = device_tables(prep)
+    dsrc = device_source(src)
+    grad = jax.grad(partial(expected_value, method=prep.method, **prep.params))
+
+    def step(carry):
+        theta, state, buf = carry
+        lp = jax.lax.stop_gradient(log_softmax(theta))
+        buf = dsrc.push(buf, lp)
+        updates, state = opt.update(grad(theta, tab, dsrc.joint(buf, lp)), state, theta)
+        return optax.apply_updates(theta, updates), state, buf
+
+    @jax.jit
+    def run(theta0):
+        buf0 = dsrc.init(log_softmax(theta0))
+        return _scan(step, theta0, opt.init(theta0), buf0, steps, record_every)
+
+    out = run(jnp.asarray(th))
+    return Trajectory(
+        np.asarray(out, dtype=np.float64)[None], np.arange(0, steps + 1, record_every)
+    )
+
+
+@float64
+def sampled_source_dynamics(
+    method: str | Method,
+    problem: Bandit | PreferenceGame,
+    source: Source | OfflineData,
+    logits0: ArrayLike,
+    *,
+    steps: int,
+    batch_size: int,
+    seeds: int,
+    seed: int,
+    fresh: int | None = None,
+    lr: float | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    record_every: int = 1,
+    preferences: ArrayLike | None = None,
+    **params: Any,
+) -> Trajectory:
+    """:func:`source_dynamics` with finite samples, for ``seeds`` seeds at once.
+
+    Step t: the policy generates ``fresh`` completions per prompt (default ``batch_size``)
+    into the source's buffer (:meth:`~bandit.sources.Source.sample_push`; a
+    ``Replay(last=K)`` keeps the last K batches, filled from π_0 at the start), then
+    ``batch_size`` pairs (x, y, y') are drawn from ρ(x)·q̂_t (q̂_t the buffer's empirical
+    pairs, :meth:`~bandit.sources.Source.sample_joint`; the exact q_t for sources without
+    a buffer), a label 1[y ≻ y'] ∼ Bernoulli(p) for each, and θ steps on the minibatch's
+    mean loss (:func:`bandit.expected.count_loss`). Given the buffer the step is an
+    unbiased estimate of the exact gradient at q̂_t. Seed s uses the key
+    ``fold_in(key(seed), s)``: same seed, same numbers.
+
+    Returns:
+      A :class:`Trajectory` with log-policies of shape (seeds, steps // record_every + 1,
+      X, n).
+    """
+    th, prep, src = _source_setup(
+        method, problem, source, logits0, steps, record_every, preferences, params
+    )
+    check_int("batch_size", batch_size, 1)
+    check_int("seeds", seeds, 1)
+    check_int("seed", seed, 0)
+    fresh = batch_size if fresh is None else check_int("fresh", fresh, 1)
+    opt = _optimiser(lr, optimizer)
+    m, params = prep.method, prep.params
+    tab, _ = device_tables(prep)
+    dsrc = device_source(src)
+    shape = (*prep.shape, prep.shape[1])
+    P_flat = tab.pref.reshape(-1)
+    grad = jax.grad(partial(count_loss, m), argnums=0)
+
+    def step(carry):
+        theta, state, (key, buf) = carry
+        key, k_gen, k_pair, k_label = jax.random.split(key, 4)
+        lp = jax.lax.stop_gradient(log_softmax(theta))
+        buf = dsrc.sample_push(k_gen, buf, lp, fresh)
+        w = (tab.rho[:, None, None] * dsrc.sample_joint(buf, lp)).reshape(-1)
+        pairs, wins = _draw_pairs(k_pair, k_label, w, P_flat, batch_size, shape)
+        g = grad(theta, tab, pairs, wins, float(batch_size), **params)
+        updates, state = opt.update(g, state, theta)
+        return optax.apply_updates(theta, updates), state, (key, buf)
+
+    def run(theta0, key):
+        key, k_init = jax.random.split(key)
+        buf0 = dsrc.sample_init(k_init, log_softmax(theta0), fresh)
+        return _scan(step, theta0, opt.init(theta0), (key, buf0), steps, record_every)
+
+    base = jax.random.key(int(seed))
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    th0 = jnp.broadcast_to(jnp.asarray(th), (seeds, *th.shape))
+    out = jax.jit(jax.vmap(run))(th0, keys)
     return Trajectory(np.asarray(out, dtype=np.float64), np.arange(0, steps + 1, record_every))

@@ -7,7 +7,11 @@ over all prompts and pairs, of the pair's probability times the method's per-pai
     E[ℓ](θ) = Σ_x ρ(x) Σ_{y,y'} q_x(y, y') ℓ(θ; x, y, y'),
 
 with q = μ1 ⊗ μ2 for offline data, or sg[π] ⊗ sg[π], sg[π̃] ⊗ sg[π̃] (π̃ the geometric
-mixture), sg[π] ⊗ sg[π̃] for online methods. Preferences enter through p(y ≻ y'), since
+mixture), sg[π] ⊗ sg[π̃] for online methods, or the q_t of a data source
+(:mod:`bandit.sources`: online, replay, demonstrations + replay, μ-mixture), which then
+replaces the method's sampler. A source's q depends on the trajectory only under
+stop-gradient; at a fixed point its buffer holds π, so the functions here evaluate it at
+:meth:`~bandit.sources.Source.stationary_joint` (sg[π]). Preferences enter through p(y ≻ y'), since
 every preference loss is linear in p. Gradients are JAX autodiff in float64: the public
 functions cross the float64 boundary of :mod:`bandit.precision`.
 
@@ -31,11 +35,15 @@ from .policy import geometric_mixture, log_softmax
 from .precision import float64
 from .prepare import Prepared, Tables, prepare
 from .problems import Bandit, OfflineData, PreferenceGame
+from .sources import Source, register_pytrees
 from .validation import ValidationError
+
+register_pytrees()  # sources are JAX pytrees from here on
 
 __all__ = [
     "ExactLoss",
     "compiled",
+    "compiled_source",
     "count_loss",
     "expected_loss",
     "expected_loss_and_grad",
@@ -43,6 +51,7 @@ __all__ = [
     "loss_fn",
     "pair_losses",
     "pair_weights",
+    "source_value",
     "tabular_pair",
 ]
 
@@ -129,17 +138,20 @@ def pair_weights(
     """Probability of each pair under the method's sampling distribution, times ρ(x).
 
     Same shape as :func:`pair_losses`; always stop-gradient (SG[π] in IPO-MD Eq. 11).
-    ``data`` is an :class:`OfflineData` or its joint pair distribution q (X, n, n) as an
-    array (traceable), for offline methods.
+    ``data`` is an :class:`OfflineData` or a joint pair distribution q (X, n, n) as an
+    array (traceable): required by offline methods, and for any pair method it replaces
+    the method's own sampler (a source's q_t, :mod:`bandit.sources`, held fixed in θ).
     """
     m = get_method(method)
     kw = _method_params(m, params)
-    if m.offline:
+    if data is not None or m.offline:
         if data is None:
             raise ValidationError(
                 f"data: method {m.name!r} is offline and needs OfflineData(mu1, mu2)"
             )
-        return tab.rho[:, None, None] * jnp.asarray(getattr(data, "joint", data))
+        if m.n_completions(kw) != 2:
+            raise ValidationError(f"data: {m.name!r} with k = {m.n_completions(kw)} has no pairs")
+        return tab.rho[:, None, None] * _sg(jnp.asarray(getattr(data, "joint", data)))
     log_pi = _sg(log_softmax(logits))
     pi = jnp.exp(log_pi)
     k = m.n_completions(kw)
@@ -186,6 +198,25 @@ def count_loss(
     return jnp.sum(pairs * pair_losses(method, logits, tab, pref=p, **params)) / size
 
 
+@float64
+def source_value(
+    logits: Array, tab: Tables, source: Source, *, method: str | Method, **params: Any
+) -> Array:
+    """E_{q(π)}[ℓ](θ) with q(π) = source.stationary_joint(sg[log π]) held fixed: its
+    gradient is the source's exact expected-gradient field at a stationary buffer (whose
+    roots are the fixed points of (θ, buffer)). Pure JAX; ``source`` is a pytree."""
+    q = source.stationary_joint(_sg(log_softmax(logits)))
+    return expected_value(logits, tab, q, method=method, **params)
+
+
+@cache
+def compiled_source(method: Method, **params: Any):
+    """:func:`compiled` for :func:`source_value`: functions of (logits, tab, source),
+    compiled once per source kind and shape."""
+    f = partial(source_value, method=method, **params)
+    return jax.jit(f), jax.jit(jax.value_and_grad(f))
+
+
 @cache
 def compiled(method: Method, **params: Any):
     """(loss, value_and_grad), jitted functions of (logits, tab, joint) for one method and
@@ -195,16 +226,24 @@ def compiled(method: Method, **params: Any):
 
 
 def device_tables(prep: Prepared) -> tuple[Tables, Array | None]:
-    """The prepared arrays as float64 JAX arrays: (tables, joint). Call inside float64."""
+    """The prepared arrays as float64 JAX arrays: (tables, joint), joint the fixed pair
+    distribution (None when pairs come from the policy). Call inside float64."""
     tab = jax.tree_util.tree_map(jnp.asarray, prep.tables)
     return tab, None if prep.joint is None else jnp.asarray(prep.joint)
+
+
+def device_source(source: Source) -> Source:
+    """A source with float64 JAX arrays as leaves. Call inside float64."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), source)
 
 
 class ExactLoss:
     """E[ℓ](θ) and its gradient for one prepared method, as float64 NumPy functions.
 
     The jitted functions are shared across instances (:func:`compiled`), so only the first
-    use of a method and shape pays for compilation.
+    use of a method and shape pays for compilation. With a trajectory-dependent source the
+    loss is :func:`source_value` (q at the stationary buffer of π, stop-gradient), so the
+    gradient is the field whose roots are the source's fixed points.
     """
 
     @float64
@@ -212,8 +251,13 @@ class ExactLoss:
         self.prep = prep
         self.shape = prep.shape
         self.beta = float(prep.tables.beta)
-        self._args = device_tables(prep)
-        self._f, self._vg = compiled(prep.method, **prep.params)
+        tab, joint = device_tables(prep)
+        if prep.dynamic_source is not None:
+            self._args = (tab, device_source(prep.dynamic_source))
+            self._f, self._vg = compiled_source(prep.method, **prep.params)
+        else:
+            self._args = (tab, joint)
+            self._f, self._vg = compiled(prep.method, **prep.params)
 
     @float64
     def loss(self, theta: ArrayLike) -> float:
@@ -240,10 +284,12 @@ def loss_fn(
     with this problem's data): a pure JAX function to jit, grad or vmap; called directly it
     computes in float64."""
     prep = prepare(method, problem, data, preferences=preferences, **params)
-    joint = prep.joint
+    source, joint = prep.dynamic_source, prep.joint
 
     @float64
     def f(logits: Array, tab: Tables) -> Array:
+        if source is not None:
+            return source_value(logits, tab, source, method=prep.method, **prep.params)
         return expected_value(logits, tab, joint, method=prep.method, **prep.params)
 
     return f, prep.tables
@@ -264,7 +310,9 @@ def expected_loss_and_grad(
       method: a :class:`~bandit.methods.Method` or a name from :data:`bandit.METHODS`.
       problem: a :class:`Bandit` (contextual or not) or :class:`PreferenceGame`.
       logits: θ of shape (X, n) (or (n,) for one prompt); π = softmax(θ).
-      data: ``OfflineData(mu1, mu2)`` (or a tuple) for offline methods.
+      data: ``OfflineData(mu1, mu2)`` (or a tuple) for offline methods, or any
+        :class:`~bandit.sources.Source` for any pair method (it replaces the method's
+        sampler; a trajectory-dependent source is taken at its stationary buffer, q(sg[π])).
       preferences: optional p(y ≻ y'|x) overriding Bradley–Terry on R.
       **params: the method's parameters, e.g. ``mixture`` (IPO-MD's β), ``k`` (rloo),
         ``clip_eps`` (P3O).

@@ -17,7 +17,8 @@ from scipy.special import expit
 
 from .methods import Method, get_method
 from .problems import Bandit, OfflineData, PreferenceGame
-from .validation import ValidationError, check_preference_matrix, check_shape
+from .sources import Offline, Source
+from .validation import ValidationError, check_preference_matrix, check_shape, real_array
 
 __all__ = ["Prepared", "Tables", "prepare", "tables"]
 
@@ -52,7 +53,11 @@ def tables(problem: Bandit | PreferenceGame, preferences: ArrayLike | None = Non
     if preferences is None:
         pref = expit(R[:, :, None] - R[:, None, :])
     else:
-        pref = np.asarray(preferences, dtype=np.float64)
+        pref = real_array("preferences", preferences)  # no complex, strings or booleans
+        if np.asarray(preferences).dtype == np.bool_:  # real_array lets booleans through
+            raise ValidationError(
+                "preferences must be real probabilities p(y ≻ y') in [0, 1], got booleans"
+            )
         if pref.ndim == 2:
             pref = pref[None]
         check_shape("preferences", pref, (X, n, n))
@@ -80,9 +85,12 @@ class Prepared:
       method: the resolved :class:`~bandit.methods.Method`.
       problem: the :class:`Bandit` or :class:`PreferenceGame`.
       tables: its arrays (NumPy, float64).
-      data: the offline pair distribution (offline methods), else None.
+      data: the fixed pair distribution (offline methods, or any method given an
+        ``Offline`` source), else None.
       params: the method's checked parameters, defaults filled in.
       preferences: the caller's preference override (None: Bradley–Terry on R, or P).
+      source: the caller's :class:`~bandit.sources.Source` when one was given (it then
+        replaces the method's own sampler), else None.
     """
 
     method: Method
@@ -91,11 +99,19 @@ class Prepared:
     data: OfflineData | None
     params: dict[str, Any]
     preferences: NDArray[np.float64] | None
+    source: Source | None = None
 
     @property
     def joint(self) -> NDArray[np.float64] | None:
-        """q(y, y'|x), shape (X, n, n), for offline methods; None otherwise."""
+        """q(y, y'|x), shape (X, n, n), for fixed data (offline methods or an ``Offline``
+        source); None when the method or its source samples from the policy."""
         return None if self.data is None else self.data.joint
+
+    @property
+    def dynamic_source(self) -> Source | None:
+        """The caller's source when its pairs depend on the trajectory, else None."""
+        s = self.source
+        return s if s is not None and s.policy_dependent else None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -113,15 +129,35 @@ class Prepared:
         return th
 
 
+def _source(m: Method, checked: dict[str, Any], source: Source, shape) -> None:
+    """Refuse a source a method cannot take: sources draw pairs, so arity 2, and the
+    mixture then belongs to the source (``MuMixture``), not to the method."""
+    if m.n_completions(checked) != 2:
+        raise ValidationError(
+            f"data: a source draws pairs, but {m.name!r} takes k = {m.n_completions(checked)} "
+            "completions per sample; use k=2"
+        )
+    if m.uses_mixture and checked.get("mixture", 0.0) != 0.0:
+        raise ValidationError(
+            f"mixture: with a source, where pairs come from is the source's; got mixture="
+            f"{checked['mixture']:g} for {m.name!r} (use MuMixture(mu, mixture) instead)"
+        )
+    source.check(shape)
+
+
 def prepare(
     method: str | Method,
     problem: Bandit | PreferenceGame,
-    data: OfflineData | tuple | None = None,
+    data: OfflineData | tuple | Source | None = None,
     *,
     preferences: ArrayLike | None = None,
     **params: Any,
 ) -> Prepared:
     """Validate ``method`` on ``problem`` with ``data`` once; see :class:`Prepared`.
+
+    ``data`` is ``OfflineData`` (or a (μ1, μ2) tuple) for an offline method, or any
+    :class:`~bandit.sources.Source` for any method with pairs (it replaces the method's
+    sampler: ``prepare("copg", bandit, Online())`` is online CoPG).
 
     Raises:
       ValidationError: unknown method or parameter, a bad problem, data or preference
@@ -133,6 +169,11 @@ def prepare(
     tab = tables(problem, preferences)
     if m.signal == "reward" and tab.rewards is None:
         raise ValidationError(f"method: {m.name!r} learns from rewards; a PreferenceGame has none")
+    pref = None if preferences is None else np.asarray(tab.pref)
+    if isinstance(data, Source):
+        _source(m, checked, data, np.shape(tab.log_ref))
+        fixed = data.data if isinstance(data, Offline) else None
+        return Prepared(m, problem, tab, fixed, checked, pref, data)
     if m.offline:
         if data is None:
             raise ValidationError(
@@ -143,7 +184,6 @@ def prepare(
     elif data is not None:
         raise ValidationError(
             f"data: method {m.name!r} samples its own pairs (sampling {m.sampling!r}) and "
-            "takes no offline data; pass data=None"
+            "takes no offline data; pass data=None, or a bandit.sources.Source"
         )
-    pref = None if preferences is None else np.asarray(tab.pref)
     return Prepared(m, problem, tab, data, checked, pref)

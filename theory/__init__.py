@@ -1,7 +1,8 @@
 """Every claim of the CoPG, IPO-MD and P3O papers as an executable, falsifiable check.
 
 ``python -m theory`` runs them all; :data:`CLAIMS` holds them by id (one module per paper:
-:mod:`theory.copg`, :mod:`theory.ipo_md`, :mod:`theory.p3o`), :func:`run_claims` runs
+:mod:`theory.copg`, :mod:`theory.ipo_md`, :mod:`theory.p3o`, and our own claims on data
+sources in :mod:`theory.online`), :func:`run_claims` runs
 them on seeded random instances, and :mod:`theory.strategies` generates instances for
 hypothesis property tests.
 
@@ -10,7 +11,7 @@ Imports form a DAG: :mod:`theory.instances` ← :mod:`theory.registry`, and
 every paper module (registering its claims) before the runner :mod:`theory.claims`.
 """
 
-from . import copg, ipo_md, p3o  # noqa: F401  (each registers its paper's claims)
+from . import copg, ipo_md, online, p3o  # noqa: F401  (each registers its claims)
 from .claims import ClaimResult, run_claim, run_claims
 from .instances import BanditInstance, GameInstance, GaussianInstance
 from .registry import CLAIMS, Claim

@@ -23,6 +23,8 @@ PAPERS = {
     "CoPG": "Flet-Berliac et al. 2024, Contrastive Policy Gradient (arXiv 2406.19185)",
     "IPO-MD": "Calandriello et al. 2024, Online Preference Optimisation (arXiv 2403.08635)",
     "P3O": "Wu et al. 2023, Pairwise Proximal Policy Optimization (arXiv 2310.00212)",
+    "ours": "claims new to copg-lab, not the papers': fixed points under data sources "
+    "(online, replay, demonstrations + replay, μ-mixture; theory/online.py)",
 }
 QUICK_INSTANCES = 2
 FULL_INSTANCES = 20

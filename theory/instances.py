@@ -140,10 +140,12 @@ def _dist(rng: np.random.Generator, shape) -> NDArray[np.float64]:
     return softmax(rng.uniform(-SPREAD, SPREAD, shape), axis=-1)
 
 
-def sample_bandit(rng: np.random.Generator) -> BanditInstance:
-    """A random contextual bandit instance (1–3 prompts, 2–5 actions)."""
-    X = int(rng.integers(1, MAX_PROMPTS + 1))
-    n = int(rng.integers(2, MAX_ACTIONS + 1))
+def sample_bandit(
+    rng: np.random.Generator, min_actions: int = 2, max_prompts: int = MAX_PROMPTS
+) -> BanditInstance:
+    """A random contextual bandit instance (1–3 prompts, 2–4 actions by default)."""
+    X = int(rng.integers(1, max_prompts + 1))
+    n = int(rng.integers(min_actions, MAX_ACTIONS + 1))
     B = BATCH
     batch = np.stack([rng.integers(0, X, B), rng.integers(0, n, B), rng.integers(0, n, B)], axis=1)
     delta = rng.choice([-1.0, 1.0], X) * rng.uniform(0.5, 3.0, X)
@@ -181,6 +183,9 @@ def sample_gaussian(rng: np.random.Generator) -> GaussianInstance:
 
 SAMPLERS: dict[str, Callable[[np.random.Generator], Any]] = {
     "bandit": sample_bandit,
+    # At least 3 actions (with 2, IPO's optimum does not depend on the data: IPO-MD Eq. 7)
+    # and at most 2 prompts (fewer shapes to compile): the data-source claims.
+    "bandit3": lambda rng: sample_bandit(rng, min_actions=3, max_prompts=2),
     "game": sample_game,
     "game2": lambda rng: sample_game(rng, n=2),
     "gaussian": sample_gaussian,

@@ -1,7 +1,7 @@
 """The registry of claims: what a :class:`Claim` is, and :data:`CLAIMS`, filled by
 :func:`register` when the paper modules (:mod:`theory.copg`, :mod:`theory.ipo_md`,
-:mod:`theory.p3o`) are imported. ``import theory`` imports them all; the runner is
-:mod:`theory.claims`.
+:mod:`theory.p3o`) and our own (:mod:`theory.online`) are imported. ``import theory``
+imports them all; the runner is :mod:`theory.claims`.
 
 A claim computes both sides of one statement of a paper exactly (float64, sums over all
 outcomes, JAX autodiff) and returns the residual between them. It carries the tolerance
@@ -29,7 +29,8 @@ class Claim:
 
     Attributes:
       id: a short stable id, e.g. ``"copg.thm1"``.
-      paper: ``"CoPG"``, ``"IPO-MD"`` or ``"P3O"``.
+      paper: ``"CoPG"``, ``"IPO-MD"`` or ``"P3O"``, or ``"ours"`` for claims new to this
+        project (:mod:`theory.online`), which no paper states.
       ref: where the paper states it (``"Thm 1"``, ``"Prop. 5.1"``).
       statement: one line, the statement that is checked (corrected where needed).
       family: which instance sampler/strategy generates its instances (see SAMPLERS).

@@ -48,11 +48,13 @@ def _log_uniform(draw, lo: float, hi: float) -> float:
 
 
 @st.composite
-def bandit_instances(draw, max_prompts: int = MAX_PROMPTS, max_actions: int = MAX_ACTIONS):
+def bandit_instances(
+    draw, max_prompts: int = MAX_PROMPTS, max_actions: int = MAX_ACTIONS, min_actions: int = 2
+):
     """A contextual bandit with π, π_old, full-support μ1, μ2, a shift δ(x) with |δ| ≥ ½
     and a fixed batch of (x, y1, y2) triples."""
     X = draw(st.integers(1, max_prompts))
-    n = draw(st.integers(2, max_actions))
+    n = draw(st.integers(min_actions, max_actions))
     batch = np.stack(
         [
             draw(arrays(np.int64, BATCH, elements=st.integers(0, X - 1))),
@@ -100,6 +102,7 @@ def gaussian_instances() -> st.SearchStrategy[GaussianInstance]:
 #: The strategy of each instance family of :data:`theory.instances.SAMPLERS`.
 STRATEGIES: dict[str, st.SearchStrategy] = {
     "bandit": bandit_instances(),
+    "bandit3": bandit_instances(max_prompts=2, min_actions=3),
     "game": game_instances(),
     "game2": game_instances(n=2),
     "gaussian": gaussian_instances(),
