@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -95,13 +96,20 @@ def main(out: str) -> None:
     dist.destroy_process_group()
 
 
-if __name__ == "__main__":
+def run_and_exit(main: Callable[[str], None], module: str) -> None:
+    """``main(OUT)`` from the command line of a torchrun worker, then exit at once.
+
+    All work is done when ``main`` returns. Skip interpreter finalisation: under load,
+    torch's C++ teardown at exit sometimes destroys a still-joinable thread ("terminate
+    called without an active exception", SIGABRT) after a successful run.
+    """
     if len(sys.argv) != 2:
-        raise SystemExit("usage: torchrun --nproc_per_node=N -m llm._ddp_step OUT.pt")
+        raise SystemExit(f"usage: torchrun --nproc_per_node=N -m {module} OUT.pt")
     main(sys.argv[1])
-    # All work is done and the process group destroyed. Skip interpreter finalisation: under
-    # load, torch's C++ teardown at exit sometimes destroys a still-joinable thread
-    # ("terminate called without an active exception", SIGABRT) after a successful run.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+if __name__ == "__main__":
+    run_and_exit(main, "llm._ddp_step")

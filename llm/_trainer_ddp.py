@@ -15,7 +15,6 @@ same for ``"control"``, copg with a trainer whose policy pass bypasses DDP (neve
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from typing import Any
 
@@ -195,11 +194,6 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: torchrun --nproc_per_node=N -m llm._trainer_ddp OUT.pt")
-    main(sys.argv[1])
-    # As in llm._ddp_step: skip interpreter finalisation, where torch's C++ teardown under
-    # load sometimes aborts after a successful run.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    from llm._ddp_step import run_and_exit
+
+    run_and_exit(main, "llm._trainer_ddp")

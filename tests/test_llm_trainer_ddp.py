@@ -6,28 +6,18 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+from test_llm_ddp import _torchrun  # how this repo launches torchrun
 
 from bandit import METHODS, get_method
 from llm import _trainer_ddp as T
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    if exe.exists():
-        return [str(exe)]
-    if shutil.which("torchrun"):
-        return [shutil.which("torchrun")]
-    return [sys.executable, "-m", "torch.distributed.run"]
 
 
 @pytest.fixture(scope="module")
