@@ -82,7 +82,8 @@ DEFAULT_METHODS = (*OFFLINE_METHODS, *GAME_METHODS)
 DEFAULT_MIXTURES = (0.5,)
 #: Seeds per trainer call: memory is O(SEED_CHUNK), whatever ``seeds`` is.
 SEED_CHUNK = 16
-#: A warm Newton step is accepted when max|g| is below this (the roots solver's ROOT_TOL).
+#: A continuation root is accepted when max|F| (reduced field) is below this, absolute: the
+#: roots solver's ROOT_TOL without its relative slack, as the start is already near a root.
 _NEWTON_TOL = 1e-11
 
 
@@ -290,11 +291,10 @@ def _continuation(
     if not jac:
         jac.append(JF(z))
     fz = F(z)
-    scale = max(1.0, float(np.max(np.abs(fz))))  # as ROOT_TOL is relative in the solver
     last = np.inf
     for _ in range(40):
         err = float(np.max(np.abs(fz))) if np.all(np.isfinite(fz)) else np.inf
-        if err <= _NEWTON_TOL * scale:
+        if err <= _NEWTON_TOL:
             lp = log_softmax(_expand(z, fld.shape))
             return lp, fld.residual(lp)
         if not np.isfinite(err):
