@@ -235,6 +235,7 @@ class PairwiseTrainer(Trainer):
       model: a ``transformers`` causal LM (or a ``PeftModel``).
       args: a :class:`PairwiseConfig`.
       train_dataset: a ``datasets.Dataset`` in a format of :mod:`llm.data`.
+      eval_dataset: optional, the same format; ``trainer.evaluate()`` gives ``eval_loss``.
       ref_model: π_ref; None: the model with its adapter disabled (PEFT), else a frozen copy
         of the initial model.
       processing_class: a tokenizer, for text columns and for text given to the score
@@ -251,6 +252,7 @@ class PairwiseTrainer(Trainer):
         model: torch.nn.Module,
         args: PairwiseConfig | None = None,
         train_dataset: Any = None,
+        eval_dataset: Any = None,
         ref_model: torch.nn.Module | None = None,
         processing_class: Any = None,
         reward_fn: RewardFn | None = None,
@@ -313,18 +315,20 @@ class PairwiseTrainer(Trainer):
         if pad is None:
             pad = getattr(getattr(model, "config", None), "pad_token_id", None)
         self._pad = int(pad if pad is not None else (eos if isinstance(eos, int) else 0))
-        train_dataset = tokenize_dataset(
-            train_dataset,
-            m,
-            tok,
-            max_prompt_length=args.max_prompt_length,
-            max_completion_length=args.max_completion_length,
-        )
+        lengths = {
+            "max_prompt_length": args.max_prompt_length,
+            "max_completion_length": args.max_completion_length,
+        }
+        train_dataset = tokenize_dataset(train_dataset, m, tok, **lengths)
+        if eval_dataset is not None:
+            dataset_format(eval_dataset.column_names, m)
+            eval_dataset = tokenize_dataset(eval_dataset, m, tok, **lengths)
         super().__init__(
             model=model,
             args=args,
             data_collator=PairCollator(self._pad),
             train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
             processing_class=processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
@@ -394,10 +398,10 @@ class PairwiseTrainer(Trainer):
     def _generators(self, model: torch.nn.Module) -> tuple[Any, Any]:
         """(policy, reference) as causal LMs for :func:`llm.mixture_generate`."""
         inner = self.accelerator.unwrap_model(model)
-        if self.ref_model is not None:
-            return inner, self.ref_model
-        # PEFT: the base model carries the (active) adapter; the reference turns it off.
-        return inner.get_base_model(), _AdapterOff(inner)
+        # PEFT: the base model carries the (active) adapter and takes the KV-cache keyword
+        # that PeftModel.forward does not declare; the reference turns the adapter off.
+        policy = inner.get_base_model() if _is_peft(inner) else inner
+        return policy, (_AdapterOff(inner) if self.ref_model is None else self.ref_model)
 
     def _sample(
         self, model: torch.nn.Module, inputs: dict[str, Any], mixture: float
@@ -492,10 +496,28 @@ class PairwiseTrainer(Trainer):
             m, logps, ref, beta=self.args.beta, reduction="none", **signal, **self.method_params
         )
         w = self.pair_weights(model, inputs)
+        if w is not None and tuple(w.shape) != (B,):
+            raise ValidationError(
+                f"pair_weights must return a ({B},) tensor (one weight per pair), got shape "
+                f"{tuple(w.shape)}"
+            )
         loss = losses.mean() if w is None else (w.to(losses.dtype) * losses).mean()
         if model.training:
             self._record(model, inputs, batch, logps.detach(), ref)
         return (loss, {"losses": losses}) if return_outputs else loss
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor, None, None]:
+        """Evaluation: the same loss on the eval batch (``eval_loss``), no predictions."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
 
     # ------------------------------------------------------------- logging
 
@@ -521,13 +543,23 @@ class PairwiseTrainer(Trainer):
         from_policy = batch.get("from_policy")
         if from_policy and any(from_policy):  # completions drawn from π: the k1 estimator
             rec["kl"].append(h[:, [j for j, f in enumerate(from_policy) if f]].mean())
-        elif self.args.kl_estimate:
+        elif self.args.kl_estimate and self._logs_this_step():
             sample = self._sample(model, inputs, 0.0)
             with torch.no_grad():
                 args = (sample.sequences, sample.attention_mask, sample.completion_mask)
                 inner = self.accelerator.unwrap_model(model)
                 kl = self.sequence_logps(inner, *args) - self.ref_logps(model, *args)
             rec["kl"].append(kl.float().mean())
+
+    def _logs_this_step(self) -> bool:
+        """Whether the optimiser step under way will be logged (the Trainer logs once
+        global_step, incremented after the step, is a multiple of logging_steps)."""
+        if self.args.logging_strategy != "steps":
+            return True
+        step = self.state.global_step + 1
+        return step % max(1, self.state.logging_steps) == 0 or (
+            step == 1 and self.args.logging_first_step
+        )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the step metrics (means over the steps since the last log and over processes)."""

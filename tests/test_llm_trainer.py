@@ -279,3 +279,41 @@ def test_trainer_errors(tmp_path):
     bad = _trainer(tmp_path, "online_dpo", preference_fn=lambda p, a, b: [2.0] * len(a))
     with pytest.raises(ValidationError, match=r"preference_fn must return values in \[0, 1\]"):
         bad.train()
+
+
+def test_evaluate_reports_the_loss_of_the_eval_set(tmp_path):
+    cols = T.columns("ipo")
+    trainer = PairwiseTrainer(
+        T.build_model(),
+        _config(tmp_path, "ipo", per_device_eval_batch_size=T.ROWS),
+        train_dataset=Dataset.from_dict(cols),
+        eval_dataset=Dataset.from_dict(T.columns("ipo", seed=2)),
+    )
+    # Off π_ref (where every IPO pair with a hard label has the same loss, 1/(2β)²).
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    got = trainer.evaluate()["eval_loss"]
+    batch = trainer.data_collator([trainer.eval_dataset[i] for i in range(T.ROWS)])
+    with torch.no_grad():
+        want = float(trainer.compute_loss(trainer.model, batch))
+    assert got == pytest.approx(want, rel=1e-6)  # logged as a float32 mean
+    # Negative control: the training set's loss is another number.
+    with torch.no_grad():
+        other = float(trainer.compute_loss(trainer.model, _first_batch(trainer)))
+    assert abs(other - got) > 1e-6
+
+
+def test_pair_weights_of_the_wrong_shape_are_refused(tmp_path):
+    class Wrong(PairwiseTrainer):
+        def pair_weights(self, model, inputs):
+            return torch.ones(3)
+
+    trainer = Wrong(
+        T.build_model(),
+        _config(tmp_path, "copg"),
+        train_dataset=Dataset.from_dict(T.columns("copg")),
+    )
+    with pytest.raises(ValidationError, match=r"pair_weights must return a \(4,\) tensor"):
+        trainer.compute_loss(trainer.model, _first_batch(trainer, 4))
