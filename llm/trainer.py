@@ -264,8 +264,11 @@ class PairwiseTrainer(Trainer):
         args = PairwiseConfig(output_dir="pairwise_trainer") if args is None else args
         if not isinstance(args, PairwiseConfig):
             raise ValidationError(f"args must be a PairwiseConfig, got {type(args).__name__}")
-        if train_dataset is None:
-            raise ValidationError("train_dataset: a datasets.Dataset is required")
+        from datasets import Dataset
+
+        for name, ds in (("train_dataset", train_dataset), ("eval_dataset", eval_dataset)):
+            if not (isinstance(ds, Dataset) or (ds is None and name == "eval_dataset")):
+                raise ValidationError(f"{name} must be a datasets.Dataset, got {type(ds).__name__}")
         self.method: Method = get_method(args.method)
         self.method_params = args.method_params()
         m = self.method
@@ -305,7 +308,6 @@ class PairwiseTrainer(Trainer):
                 "PairwiseConfig(baseline=...)"
             )
         self.reward_fn, self.preference_fn = reward_fn, preference_fn
-        self._format = fmt
         tok = processing_class
         eos = getattr(tok, "eos_token_id", None)
         if eos is None:
@@ -321,7 +323,6 @@ class PairwiseTrainer(Trainer):
         }
         train_dataset = tokenize_dataset(train_dataset, m, tok, **lengths)
         if eval_dataset is not None:
-            dataset_format(eval_dataset.column_names, m)
             eval_dataset = tokenize_dataset(eval_dataset, m, tok, **lengths)
         super().__init__(
             model=model,

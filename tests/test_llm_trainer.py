@@ -273,6 +273,10 @@ def test_trainer_errors(tmp_path):
     del cols["baseline"]
     with pytest.raises(ValidationError, match="baseline: pg_value needs"):
         _trainer(tmp_path, "pg_value", columns=cols)
+    with pytest.raises(
+        ValidationError, match=r"train_dataset must be a datasets\.Dataset, got dict"
+    ):
+        PairwiseTrainer(T.build_model(), _config(tmp_path, "copg"), train_dataset={"prompt": []})
     bad = _trainer(tmp_path, "rloo", reward_fn=lambda p, c: [0.0])
     with pytest.raises(ValidationError, match="reward_fn must return 12 numbers"):
         bad.train()
