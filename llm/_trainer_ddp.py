@@ -3,7 +3,7 @@ for the distributed test (and tiny fixtures its tests share).
 
     torchrun --standalone --nproc_per_node=2 -m llm._trainer_ddp OUT.pt
 
-Each rank builds the same tiny float64 GPT-2 (from a config, fixed seed, no dropout) and the
+Each rank builds the same tiny float64 GPT-2 (:func:`llm._ddp_step.build_model`) and the
 same dataset of ``ROWS`` rows per method, and trains ``STEPS`` steps with a per-device batch
 of ``ROWS / world``, so each step's global batch is the whole dataset. Rank 0 saves, per
 method, the final parameters, the largest parameter difference between the ranks (DDP keeps
@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
+from llm._ddp_step import VOCAB, build_model  # the tiny float64 GPT-2 both DDP tests use
+
 ROWS = 8  # dataset rows = the global batch (divisible by the world size)
 STEPS = 2
-VOCAB = 12
-EOS = 1
+EOS = 1  # the character tokenizer's end of sequence (the model's is 0, see llm._ddp_step)
 BETA = 0.5
 LR = 1e-2
 
@@ -33,27 +34,6 @@ PARAMS: dict[str, dict[str, Any]] = {
     "nash_md_pg": {"mixture": 0.5},
     "rloo": {"k": 3},
 }
-
-
-def build_model(dtype: torch.dtype = torch.float64) -> torch.nn.Module:
-    """A tiny GPT-2 from a config, randomly initialised from a fixed seed, without dropout."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=24,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        bos_token_id=EOS,
-        eos_token_id=EOS,
-        pad_token_id=0,
-    )
-    return GPT2LMHeadModel(cfg).to(dtype)
 
 
 CHARS = "abcdefghij"  # token ids 2..11; 0 is padding, 1 end-of-sequence
