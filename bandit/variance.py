@@ -237,7 +237,7 @@ class PropE1:
     """IPO-MD Prop. E.1 along policies (T of them), per prompt x and logit y.
 
     Attributes:
-      condition: (T, X, n) E_{y,y'∼π}[∂log π(y) ∂log π(y') f(y, y')²] per logit (Eq. 14),
+      condition: (T, X, n) E_{x∼ρ, y,y'∼π}[∂log π(y) ∂log π(y') f(y, y')²] per logit (Eq. 14),
         f = p(y ≻ y') − ½ − τ h(y) + τ h(y').
       holds: (T, X, n) Eq. (14) ≥ 0.
       var_contrastive: (T, X, n) Var of ĝ_contrastive = (τ/4)·(online IPO's sample gradient).
@@ -268,7 +268,8 @@ def _eq14(log_pi: Array, tab: Any) -> Array:
         f = tab.pref - 0.5 - tab.beta * (h[:, :, None] - h[:, None, :])
         pi = jnp.exp(lp)
         w = pi[:, :, None] * pi[:, None, :]
-        return jnp.einsum("xij,xia,xja->xa", w * f**2, s, s)
+        # x ∼ ρ too: Eq. (14) as an expectation over the whole sample (x, y, y').
+        return tab.rho[:, None] * jnp.einsum("xij,xia,xja->xa", w * f**2, s, s)
 
     return jax.jit(jax.vmap(one))(jnp.asarray(log_pi))
 
