@@ -29,6 +29,7 @@ frontier.json), :func:`plot`, and the command line::
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,7 @@ from .cli import (
     positive_int,
 )
 from .exact import kl_to_ref, optimal_policy, value
+from .figure1 import _LABELS as FIGURE1_LABELS
 from .figure1 import Figure1Config
 from .methods import OFFLINE_METHODS, get_method
 from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
@@ -88,8 +90,11 @@ _NEWTON_TOL = 1e-11
 
 
 def _at(bandit: Bandit, beta: float) -> Bandit:
-    """The same bandit with KL strength ``beta``."""
-    return Bandit(bandit.rewards, bandit.ref, bandit.rho, beta)
+    """The same (already validated) bandit with KL strength ``beta``: a shallow copy, as
+    re-validating its arrays at every root-finding step would dominate the sweep."""
+    out = copy.copy(bandit)
+    object.__setattr__(out, "beta", check_positive("beta", beta))
+    return out
 
 
 def expected_reward(bandit: Bandit, log_pi: Any) -> Any:
@@ -611,12 +616,7 @@ def compute(
 # -------------------------------------------------------------------------------- figure
 
 _LABELS = {
-    "copg": "CoPG",
-    "ipo": "IPO",
-    "pg": "PG (no baseline)",
-    "pg_value": "PG (value baseline)",
-    "dpo": "DPO",
-    "slic": "SLiC",
+    **FIGURE1_LABELS,
     "online_ipo": "online IPO",
     "ipo_md": "IPO-MD",
     "nash_md_pg": "Nash-MD-PG",
