@@ -442,7 +442,7 @@ def plot(result: VarianceResult) -> Figure:
     b.set_xlabel(r"reward shift $c$ ($R \to R + c$), at $\pi_{ref}$")
     b.set_ylabel(r"tr Cov$_B$")
     b.set_title("(b) baseline-free PG grows like c²; contrastive methods do not", fontsize=9)
-    a.legend(frameon=False, fontsize=7)
+    b.legend(frameon=False, fontsize=7, loc="center right")
     e = result.prop_e1
     t = np.arange(e.var_contrastive.shape[0])
     c.plot(
