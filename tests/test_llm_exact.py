@@ -93,7 +93,9 @@ def _trainer(method, ref, ds, tmp_path, *, steps: int, online_hook: bool = True)
     )
     online = bandit.get_method(method).sampling != "offline"
     cls = ExactOnlineTrainer if online and online_hook else PairwiseTrainer
-    return cls(copy.deepcopy(ref).train(), args, train_dataset=ds, ref_model=ref)
+    # Fresh copies: the trainer freezes its reference in place (requires_grad False).
+    policy = copy.deepcopy(ref).requires_grad_(True).train()
+    return cls(policy, args, train_dataset=ds, ref_model=copy.deepcopy(ref))
 
 
 def _full_batch_loss(trainer):
@@ -184,6 +186,18 @@ def test_pair_dataset_weights_are_the_pair_law(problem, method):
     assert len(ds) == SB.n_prompts * per_prompt
 
 
+def test_diagonal_pairs_dropped_only_where_flat(problem):
+    """diagonal=False drops the n pairs (y, y) per prompt, and is refused for a method whose
+    gradient there is not zero (pg: −R(y)·∇log π(y) from both completions)."""
+    _, bd, data = problem
+    full = pair_dataset(SB, bd, "dpo", data)
+    off = pair_dataset(SB, bd, "dpo", data, diagonal=False)
+    assert len(full) - len(off) == SB.n_prompts * SB.n_completions
+    assert all(a != b for a, b in zip(off["completion_a"], off["completion_b"], strict=True))
+    with pytest.raises(ValidationError, match="diagonal"):
+        pair_dataset(SB, bd, "pg", data, diagonal=False)
+
+
 # ----------------------------------------------------------------- exact gradients
 
 
@@ -194,7 +208,11 @@ def test_trainer_gradient_is_the_exact_gradient(problem, method, tmp_path):
     ref, bd, data = problem
     tr = _trainer(method, ref, pair_dataset(SB, bd, method, _data(method, data)), tmp_path, steps=1)
     fp = bandit.fixed_point(method, bd, _data(method, data))
-    chk = check_fixed_point(SB, tr.model, _full_batch_loss(tr), method, bd, fp, _data(method, data))
+    loss = _full_batch_loss(tr)
+    chk = check_fixed_point(SB, tr.model, loss, method, bd, fp, _data(method, data))
+    # Hook 1 (and hook 2 online): the trainer's full-batch loss is E[ℓ] itself, at π_ref.
+    exact = bandit.expected_loss(method, bd, SB.log_policy(tr.model), _data(method, data))
+    assert float(loss()) == pytest.approx(exact, rel=1e-12)
     assert chk.engine_gradient > 1e-2  # a non-trivial gradient at the start
     assert chk.gradient_gap <= 1e-10 * chk.engine_gradient
     assert chk.pullback["residual"] <= 1e-10  # L depends on the weights only through π
@@ -216,7 +234,7 @@ def test_online_without_the_hook_has_the_wrong_gradient(problem, tmp_path):
 def _train_and_check(method, problem, tmp_path, *, swap: bool = False):
     ref, bd, data = problem
     d = _data(method, data)
-    ds = pair_dataset(SB, bd, method, d)
+    ds = pair_dataset(SB, bd, method, d, diagonal=False)  # (y, y) rows: zero gradient
     if swap:  # chosen and rejected swapped: p(a ≻ b) read as p(b ≻ a)
         ds = ds.map(lambda r: {"preference": 1.0 - r["preference"]})
     tr = _trainer(method, ref, ds, tmp_path, steps=STEPS)
