@@ -712,7 +712,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=positive_int, default=100, help="epochs (default 100)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
     p.add_argument(
         "--config",
         type=Path,
