@@ -490,7 +490,9 @@ def _parser() -> argparse.ArgumentParser:
         default=21,
         help="number of shifts in [0, max] (default 21)",
     )
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default figures/)")
+    p.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default figures/)"
+    )
     p.add_argument(
         "--config",
         type=Path,
