@@ -29,7 +29,7 @@ from theory.strategies import STRATEGIES
 
 ROOT = Path(__file__).resolve().parents[1]
 # Each example costs a JIT compilation per new shape; the fast profile tries a few per
-# claim (27 claims), the thorough profile (COPG_HYPOTHESIS=thorough) many more.
+# claim (31 claims), the thorough profile (COPG_HYPOTHESIS=thorough) many more.
 EXAMPLES = max(3, settings.default.max_examples // 8)
 NEG_INSTANCES = 2
 
@@ -78,7 +78,7 @@ def test_theory_imports_form_a_dag():
     """No import cycle inside theory/: only the package __init__ imports the paper modules
     (which register the claims), and the paper modules never import one another."""
     graph = _theory_imports()
-    papers = {"copg", "ipo_md", "p3o"}
+    papers = {"copg", "ipo_md", "p3o", "online"}
     for module, deps in graph.items():
         if module != "__init__":
             assert not deps & papers, f"theory.{module} imports {sorted(deps & papers)}"
@@ -111,7 +111,9 @@ def test_negative_control_import_cycle_is_detected(monkeypatch):
 
 def test_every_required_claim_is_registered():
     assert REQUIRED <= set(CLAIMS), sorted(REQUIRED - set(CLAIMS))
-    assert {c.paper for c in CLAIMS.values()} == {"CoPG", "IPO-MD", "P3O"}
+    assert {c.paper for c in CLAIMS.values()} == {"CoPG", "IPO-MD", "P3O", "ours"}
+    # Our claims (theory.online) are labelled ours, never a paper's.
+    assert all(c.paper == "ours" for c in CLAIMS.values() if c.id.startswith("ours."))
 
 
 @pytest.mark.parametrize("cid", sorted(CLAIMS))
