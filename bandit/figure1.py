@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .cli import ArgumentParser, cli, method_list, nonneg_int, positive_int
+from .cli import ArgumentParser, cli, nonneg_int, positive_int
 from .exact import optimal_policy, optimal_value, regret
 from .methods import OFFLINE_METHODS
 from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
 from .problems import Bandit, OfflineData
-from .validation import ValidationError, check_positive
+from .validation import ValidationError, check_positive, real_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -100,7 +100,7 @@ class Figure1Config:
 
     def problem(self) -> tuple[Bandit, OfflineData]:
         """The bandit and its OfflineData, validated (ValidationError on bad input)."""
-        R = np.asarray(self.rewards, dtype=np.float64)
+        R = real_array("rewards", self.rewards)
         beta = check_positive("beta", self.beta)
         if R.ndim == 1:
             if self.rho is not None:
@@ -447,11 +447,16 @@ _LABELS = {
 }
 
 
-def plot(result: Figure1Result) -> Figure:
+def plot(result: Figure1Result, *, name: str | None = None) -> Figure:
     """The figure: mean regret per epoch with a ±1 sd band over seeds, fixed points dashed.
 
     A ``matplotlib.figure.Figure`` made without pyplot: the user's backend is untouched.
+    ``name`` titles the problem (default "CoPG §5 bandit" for the paper's problem, else
+    "custom config").
     """
+    if name is None:
+        paper = jsonable(asdict(Figure1Config())) == jsonable(asdict(result.config))
+        name = "CoPG §5 bandit" if paper else "custom config"
     fig = new_figure(figsize=(6.4, 4.2))
     ax = fig.subplots()
     for i, (m, s) in enumerate(result.methods.items()):
@@ -465,7 +470,7 @@ def plot(result: Figure1Result) -> Figure:
     ax.set_xlabel("epoch")
     ax.set_ylabel(r"regret $J(\pi_*) - J(\hat\pi)$")
     ax.set_title(
-        f"CoPG §5 bandit, β = {result.config.beta:g}: mean ± sd over {result.seeds} seeds; "
+        f"{name}, β = {result.config.beta:g}: mean ± sd over {result.seeds} seeds; "
         "dashed: exact fixed point",
         fontsize=9,
     )
@@ -479,6 +484,25 @@ def plot(result: Figure1Result) -> Figure:
 # -------------------------------------------------------------------------- command line
 
 
+def _methods(text: str) -> tuple[str, ...]:
+    """``--methods``: comma-separated offline method names, each once."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated methods, got {text!r}")
+    for v in names:
+        if v not in OFFLINE_METHODS:
+            raise argparse.ArgumentTypeError(
+                f"{v!r} is not an offline method; expected some of {', '.join(OFFLINE_METHODS)}"
+            )
+    twice = sorted({v for v in names if names.count(v) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"method {twice[0]!r} given more than once")
+    return tuple(names)
+
+
+_methods.__name__ = "method list"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m bandit.figure1",
@@ -488,18 +512,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=100, help="epochs (default 100)")
     p.add_argument(
         "--methods",
-        type=method_list(offline_only=True),
+        type=_methods,
         default=DEFAULT_METHODS,
         help=f"comma-separated offline methods among {', '.join(OFFLINE_METHODS)} "
         f"(default {','.join(DEFAULT_METHODS)})",
     )
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    p.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default figures/)"
+    )
     p.add_argument(
         "--config",
         type=Path,
         help="TOML or JSON file with any of: rewards, mu1, mu2, ref, rho, beta, "
-        "dataset_size, batch_size, learning_rate, drop_last",
+        "dataset_size, batch_size, learning_rate, drop_last (default: CoPG §5's bandit)",
     )
     return p
 
@@ -518,7 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         progress=True,
     )
-    save_outputs(args.out, "figure1", plot(result), result.to_dict())
+    name = f"config {args.config.name}" if args.config else None
+    save_outputs(args.out, "figure1", plot(result, name=name), result.to_dict())
     return 0
 
 

@@ -56,7 +56,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from .policy import geometric_mixture, kl, log_softmax
 from .problems import PreferenceGame
-from .validation import ValidationError, check_distribution, check_shape, check_unit_interval
+from .validation import (
+    ValidationError,
+    check_distribution,
+    check_int,
+    check_positive,
+    check_shape,
+    check_unit_interval,
+    real_array,
+)
 
 __all__ = [
     "GameSolution",
@@ -114,7 +122,7 @@ def _check_game(game: PreferenceGame) -> PreferenceGame:
 
 def _check_policy(game: PreferenceGame, name: str, log_pi: ArrayLike) -> NDArray[np.float64]:
     """Validate log-probabilities of shape (n,) for ``game``."""
-    lp = np.asarray(log_pi, dtype=np.float64)
+    lp = real_array(name, log_pi)
     check_shape(name, lp, (game.n_actions,))
     if np.isnan(lp).any() or np.isposinf(lp).any():
         bad = int(np.argwhere(np.isnan(lp) | np.isposinf(lp))[0, 0])
@@ -427,7 +435,7 @@ def _continuation(
             beta_k = max(beta, beta_k * r)
             continue
         if beta_done is None:  # not expected: the first stage is nearly linear
-            raise RuntimeError(f"Newton failed at the starting temperature τ = {beta_k:g}")
+            break  # the caller's certificate (residual) reports the failure: not converged
         r = math.sqrt(r)
         if r > 0.999:
             break
@@ -453,10 +461,13 @@ def nash_equilibrium(game: PreferenceGame, *, tol: float = 1e-12) -> GameSolutio
     """The regularised Nash equilibrium π ∝ π_ref exp(P π / τ) (IPO-MD Eq. 12, Prop. 4.1).
 
     Newton with continuation in τ (module doc). ``residual`` is the duality gap
-    2τ KL(π‖BR(π)), ``converged`` is ``residual < tol``. Robust down to τ = 1e-4 and
-    below; float64 and log-space throughout.
+    2τ KL(π‖BR(π)), ``converged`` is ``residual < tol`` (``tol`` > 0). Robust down to
+    τ = 1e-4 and below; float64 and log-space throughout. The budget is bounded: at most
+    1000 Newton steps over all stages, each linear solve within its GMRES budget; a solve
+    that does not finish in it is returned with ``converged=False`` and its residual.
     """
     _check_game(game)
+    tol = check_positive("tol", tol)
     P, log_ref, on = _on_support(game)
     x, it = _solve_eq13(P, log_ref, game.beta, 0.0)
     lp = _embed(x, on)
@@ -480,6 +491,7 @@ def ipo_md_fixed_point(game: PreferenceGame, mixture: float, *, tol: float = 1e-
     """
     _check_game(game)
     mixture = check_unit_interval("mixture", mixture)
+    tol = check_positive("tol", tol)
     P, log_ref, on = _on_support(game)
     x, it = _solve_eq13(P, log_ref, game.beta, mixture)
     lp = _embed(x, on)
@@ -488,6 +500,17 @@ def ipo_md_fixed_point(game: PreferenceGame, mixture: float, *, tol: float = 1e-
 
 
 # --------------------------------------------------------------------------- baselines
+
+
+def _baseline_args(rate: float, name: str, tol: float, max_iter: int, max_seconds):
+    """The baselines' budget, checked: a positive rate and tol, max_iter >= 1 (their loops
+    are bounded by it), max_seconds None or > 0."""
+    rate = check_positive(name, rate)
+    tol = check_positive("tol", tol)
+    max_iter = check_int("max_iter", max_iter, 1)
+    if max_seconds is not None:
+        max_seconds = check_positive("max_seconds", max_seconds)
+    return rate, tol, max_iter, max_seconds
 
 
 def damped_fixed_point_nash(
@@ -507,6 +530,7 @@ def damped_fixed_point_nash(
     import time
 
     _check_game(game)
+    step, tol, max_iter, max_seconds = _baseline_args(step, "step", tol, max_iter, max_seconds)
     t0 = time.perf_counter()
     P, log_ref, beta = game.P, game.log_ref, game.beta
     pi = game.ref.copy()
@@ -541,6 +565,7 @@ def mirror_descent_nash(
     import time
 
     _check_game(game)
+    lr, tol, max_iter, max_seconds = _baseline_args(lr, "lr", tol, max_iter, max_seconds)
     t0 = time.perf_counter()
     P, log_ref, beta = game.P, game.log_ref, game.beta
     lp = log_ref.copy()

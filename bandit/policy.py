@@ -27,7 +27,9 @@ def log_softmax(logits: Array) -> Array:
         return jax.nn.log_softmax(logits, axis=-1)
     if is_torch_array(logits):
         return logits.log_softmax(dim=-1)
-    return _np_log_softmax(np.asarray(logits, dtype=np.float64), axis=-1)
+    from .validation import real_array
+
+    return _np_log_softmax(real_array("logits", logits), axis=-1)
 
 
 def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
@@ -43,10 +45,10 @@ def kl(log_p: ArrayLike, log_q: ArrayLike) -> NDArray[np.float64]:
       ValidationError: a NaN or +inf log-probability in ``log_p`` or ``log_q`` (−inf,
         probability 0, is fine).
     """
-    from .validation import ValidationError
+    from .validation import ValidationError, real_array
 
-    lp = np.asarray(log_p, dtype=np.float64)
-    lq = np.asarray(log_q, dtype=np.float64)
+    lp = real_array("log_p", log_p)
+    lq = real_array("log_q", log_q)
     for name, a in (("log_p", lp), ("log_q", lq)):
         bad = np.isnan(a) | (a == np.inf)
         if bad.any():
@@ -71,8 +73,17 @@ def geometric_mixture(log_pi: Array, log_ref: Array, mixture: float | Array) -> 
 
     IPO-MD §2.6 and §5.1: the sampling policy of Nash-MD-PG(β) and IPO-MD(β), with the
     mixture coefficient m = IPO-MD's β ∈ [0, 1]. A concrete number is range-checked; a
-    traced or tensor coefficient is the caller's to check.
+    traced or tensor coefficient is the caller's to check. Lists are read as float64
+    arrays (refusing complex, strings, ragged input).
     """
+    if not (is_jax_array(log_pi) or is_torch_array(log_pi)):
+        from .validation import real_array
+
+        log_pi = real_array("log_pi", log_pi)
+    if not (is_jax_array(log_ref) or is_torch_array(log_ref)):
+        from .validation import real_array
+
+        log_ref = real_array("log_ref", log_ref)
     if isinstance(mixture, (int, float, np.number)) or (
         isinstance(mixture, np.ndarray) and mixture.ndim == 0
     ):

@@ -42,7 +42,7 @@ from .cli import ArgumentParser, cli, comma_list, float_in, positive_float, posi
 from .games import exploitability, ipo_md_fixed_point, nash_equilibrium
 from .outputs import json_text, jsonable, new_figure, save_outputs
 from .problems import PreferenceGame
-from .validation import ValidationError, check_finite, check_unit_interval
+from .validation import ValidationError, check_finite, check_int, check_unit_interval, real_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -59,6 +59,8 @@ __all__ = [
     "plot",
 ]
 
+#: The most gradient steps per run (the exact dynamics take ~1e5 steps per second).
+MAX_STEPS = 10**7
 #: The matrix as printed in IPO-MD App. F (not a valid preference matrix).
 PAPER_MATRIX = np.array([[0.5, 0.8, 0.1], [0.1, 0.5, 0.8], [0.9, 0.1, 0.5]])
 #: IPO-MD's β of the runs, as ``mixture`` values (0 is online IPO, 1 offline IPO at π_ref).
@@ -194,6 +196,11 @@ def compute(
     from .policy import geometric_mixture
 
     game = PreferenceGame(P, None, beta)
+    steps = check_int("steps", steps, 1)
+    if steps > MAX_STEPS:
+        raise ValidationError(f"steps must be at most {MAX_STEPS:.0e}, got {steps}")
+    if isinstance(mixtures, (str, bytes)) or not hasattr(mixtures, "__iter__"):
+        raise ValidationError(f"mixtures must be a sequence of numbers in [0, 1], got {mixtures!r}")
     mixtures = [check_unit_interval("mixture", m) for m in mixtures]
     if not mixtures:
         raise ValidationError("mixtures: give at least one value in [0, 1]")
@@ -304,8 +311,30 @@ def plot(result: RPSResult) -> Figure:
         ax.legend(loc="upper left", frameon=False, fontsize=8)
         ax.set_title(f"IPO-MD(β) trajectories, τ = {result.beta:g} (dots: fixed points)")
     else:
-        ax.text(0.5, 0.5, f"{n} actions: no 2-simplex view", ha="center", va="center")
-        ax.axis("off")
+        # No 2-simplex: the probabilities over time from the first start, one line per
+        # action and mixture (the mixture's colour), each fixed point dotted.
+        styles = ["-", "--", "-.", ":"]
+        for c, (key, run) in zip(colours, runs.items(), strict=True):
+            steps = np.asarray(run.trajectory_steps)
+            tr = np.asarray(run.trajectories)[0]
+            for y in range(n):
+                ax.plot(
+                    steps,
+                    tr[:, y],
+                    color=c,
+                    lw=1,
+                    ls=styles[y % len(styles)],
+                    label=(f"β = {key}" if y == 0 else None),
+                )
+                if n <= 10:
+                    ax.annotate(
+                        f"$y_{{{y + 1}}}$", (steps[-1], tr[-1, y]), fontsize=7, color=c,
+                        xytext=(2, 0), textcoords="offset points", va="center",
+                    )  # fmt: skip
+        ax.set_xlabel("step")
+        ax.set_ylabel(r"$\pi_t(y)$")
+        ax.set_title(f"IPO-MD(β) probabilities over time, τ = {result.beta:g} ({n} actions)")
+        ax.legend(frameon=False, fontsize=8)
     for c, (key, run) in zip(colours, runs.items(), strict=True):
         fp = np.asarray(run.fixed_point)
         steps = np.asarray(run.trajectory_steps)
@@ -340,16 +369,26 @@ def _matrix(text: str) -> NDArray[np.float64]:
     text = text.strip()
     try:
         if text.startswith("["):
-            M = np.asarray(json.loads(text), dtype=np.float64)
+            M = real_array("--matrix", json.loads(text))
         else:
             rows = [r for r in text.replace("\n", ";").split(";") if r.strip()]
-            M = np.asarray([[float(v) for v in r.replace(",", " ").split()] for r in rows])
+            M = real_array(
+                "--matrix", [[float(v) for v in r.replace(",", " ").split()] for r in rows]
+            )
+    except ValidationError:
+        raise
+    except RecursionError:  # JSON nested thousands deep
+        raise ValidationError("--matrix: cannot read a matrix: nested too deeply") from None
     except (ValueError, TypeError) as e:
         raise ValidationError(f"--matrix: cannot read a matrix of numbers ({e})") from None
     try:
         PreferenceGame(M)
     except ValidationError as e:
-        raise ValidationError(f"--matrix: {e}") from None
+        hint = ""
+        if "P + P.T" in str(e):
+            near = np.round(nearest_preference_matrix(M), 12).tolist()
+            hint = f"; the nearest valid matrix is the projection (M + 1 − Mᵀ)/2 = {near}"
+        raise ValidationError(f"--matrix: {e}{hint}") from None
     return M
 
 
@@ -381,7 +420,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=positive_int, default=4000, help="gradient steps (default 4000)")
     p.add_argument("--lr", type=positive_float, default=0.01, help="step size (default 0.01)")
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder")
+    p.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default figures/)"
+    )
     return p
 
 

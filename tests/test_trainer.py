@@ -34,9 +34,11 @@ from bandit.trainer import (
     minibatches,
     minibatches_from_permutations,
     sample_datasets,
+    sampled_minibatches,
     shuffle_counts,
     train,
     train_all,
+    uses_samples,
 )
 from bandit.validation import ValidationError
 
@@ -291,3 +293,106 @@ def test_bad_input_is_rejected():
     other = Minibatches(mb.dataset, mb.counts, np.array([60, 40]))
     with pytest.raises(ValidationError, match="batch sizes"):
         mb.concat(other)
+
+
+# ------------------------------------------------- the sample form and chunked seeds (#21)
+
+
+@given(
+    st.integers(0, 2**16),
+    st.sampled_from([(1, 3), (2, 4)]),
+    st.booleans(),
+)
+def test_sample_form_trains_exactly_like_the_count_form(seed, shape, drop_last):
+    """The sample form's batch loss (mean of per-pair hard-label losses on the gathered
+    pairs) equals the count form's on the same batches, by the linearity of every loss in
+    p: both runs are float64 Adam on the same gradients up to summation order (relative
+    differences ~1e-16 of gradients of size ≲ 10). Adam's update lr·m̂/(√v̂ + ε) has a
+    derivative in g of at most lr/ε = 0.05/1e-8 = 5e6 (reached where g ≈ 0), so a step moves
+    by ≲ 5e6·1e-15 = 5e-9 and 7·8 = 56 steps by ≲ 3e-7: atol 5e-7."""
+    X, n = shape
+    rng = np.random.default_rng(seed)
+    bandit = Bandit(rng.normal(size=(X, n)), None, None, float(rng.uniform(0.3, 2)))
+    data = OfflineData(rng.dirichlet(np.ones(n), X), rng.dirichlet(np.ones(n), X))
+    cfg = TrainConfig(dataset_size=150, batch_size=20, epochs=7, drop_last=drop_last)
+    sampled = sampled_minibatches(bandit, data, n_seeds=2, seed=seed, config=cfg)
+    counts = sampled.to_minibatches()
+    # Every epoch is a partition of the dataset (or of all but the dropped tail).
+    assert (counts.counts.sum(axis=2) <= counts.dataset[:, None]).all()
+    assert counts.counts.sum(axis=(2, 3, 4, 5, 6)).tolist() == [[cfg.batch_sizes.sum()] * 7] * 2
+    a = train_all(OFFLINE_METHODS, bandit, sampled, learning_rate=0.05)
+    b = train_all(OFFLINE_METHODS, bandit, counts, learning_rate=0.05)
+    for m in OFFLINE_METHODS:
+        np.testing.assert_allclose(a[m].log_policies, b[m].log_policies, rtol=0, atol=5e-7)
+    # Negative control: the same comparison sees other batches (another seed) at once.
+    other = train_all(["copg"], bandit, sampled_minibatches(bandit, data, n_seeds=2,
+                      seed=seed + 1, config=cfg), learning_rate=0.05)  # fmt: skip
+    assert np.max(np.abs(other["copg"].log_policies - a["copg"].log_policies)) > 1e-3
+
+
+def test_sample_form_datasets_follow_rho_q_and_bradley_terry():
+    """Each seed's N pairs are i.i.d. from ρ q p^label (1 − p)^(1 − label): pooled category
+    frequencies pass a chi-square test (fixed seed; the count form is checked the same way
+    in test_dataset_law_is_rho_q_and_bradley_terry_labels)."""
+    cfg = TrainConfig(dataset_size=20_000, batch_size=512, epochs=1)
+    sm = sampled_minibatches(PAPER, PAPER_DATA, n_seeds=3, seed=2, config=cfg)
+    got = np.bincount(sm.samples.ravel(), minlength=18)
+    p = PAPER_DATA.joint[0][..., None] * np.stack(
+        [1 - expit(PAPER.rewards[0][:, None] - PAPER.rewards[0][None]),
+         expit(PAPER.rewards[0][:, None] - PAPER.rewards[0][None])], axis=-1
+    )  # fmt: skip
+    assert chisquare(got, p.ravel() * got.sum()).pvalue > 1e-3
+    # Negative control: the labels flipped are rejected by the same test.
+    flipped = p[..., ::-1].ravel()
+    assert chisquare(got, flipped * got.sum()).pvalue < 1e-12
+
+
+def test_seeds_in_chunks_give_the_numbers_of_one_chunk():
+    """Seed chunking changes only how many seeds one compiled call holds, never a seed's
+    trajectory; in the sample form each seed's batches are its own streams', so a seed's
+    batches do not depend on how many seeds are drawn either."""
+    cfg = TrainConfig(dataset_size=300, batch_size=64, epochs=6)
+    mb = minibatches(PAPER, PAPER_DATA, n_seeds=5, seed=3, config=cfg)
+    whole = train_all(["copg", "pg"], PAPER, mb)
+    parts = train_all(["copg", "pg"], PAPER, mb, seed_chunk=2)
+    for m in whole:
+        np.testing.assert_array_equal(whole[m].log_policies, parts[m].log_policies)
+    sm5 = sampled_minibatches(PAPER, PAPER_DATA, n_seeds=5, seed=3, config=cfg)
+    sm2 = sampled_minibatches(PAPER, PAPER_DATA, n_seeds=2, seed=3, config=cfg)
+    np.testing.assert_array_equal(sm5.batch_indices(0, 2, 0, 6), sm2.batch_indices(0, 2, 0, 6))
+    a = train_all(["ipo"], PAPER, sm5, seed_chunk=3)["ipo"].log_policies
+    np.testing.assert_array_equal(a[:2], train_all(["ipo"], PAPER, sm2)["ipo"].log_policies)
+    # Negative control: another seed's trajectory differs.
+    assert not np.array_equal(a[2], a[0])
+    # Several sets of minibatches train as one (figure1's seeds + noise-free flow).
+    flow = expected_minibatches(PAPER, PAPER_DATA, config=cfg)
+    trainer = CompiledTrainer(["copg"], PAPER, 6, 6, cfg.batch_sizes, seed_chunk=4)
+    both = trainer.run([mb, flow])["copg"].log_policies
+    np.testing.assert_array_equal(both[:5], whole["copg"].log_policies)
+    np.testing.assert_allclose(both[5], train("copg", PAPER, flow).log_policies[0], atol=1e-13)
+
+
+def test_sizes_are_checked_before_allocating():
+    """Huge layouts end with a ValidationError naming the size, not a MemoryError."""
+    with pytest.raises(ValidationError, match="dataset_size must be at most"):
+        TrainConfig(dataset_size=10**20)
+    with pytest.raises(ValidationError, match="GiB"):
+        minibatches(PAPER, PAPER_DATA, n_seeds=10, config=TrainConfig(epochs=999_999_999_999))
+    with pytest.raises(ValidationError, match=r"log-policies.*GiB"):
+        CompiledTrainer(["copg"], PAPER, 10, 999_999_999_999, [512])
+    # Negative control: the default layout passes the same checks.
+    minibatches(PAPER, PAPER_DATA, n_seeds=2, config=TrainConfig(epochs=2))
+
+
+@pytest.mark.parametrize("bad", ["no", 1, 0, None, 1.0])
+def test_drop_last_must_be_a_bool(bad):
+    with pytest.raises(ValidationError, match=r"drop_last must be a boolean.*" + repr(bad)[:2]):
+        TrainConfig(drop_last=bad)
+    assert TrainConfig(drop_last=np.bool_(True)).drop_last  # control: NumPy booleans pass
+
+
+def test_large_problems_use_the_sample_form():
+    """uses_samples: categories X·n·n·2 above the dataset size (3000 actions: 1.8e7)."""
+    big = Bandit.single(np.linspace(0, 1, 3000), 0.5)
+    assert uses_samples(big, TrainConfig())
+    assert not uses_samples(PAPER, TrainConfig())

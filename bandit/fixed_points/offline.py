@@ -160,14 +160,15 @@ def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
 
     min Σ_{y<y'} w(p e + (1 − p) f)  s.t.  e ≥ 1 − βΔ,  f ≥ 1 + βΔ,  e, f ≥ 0,
     Δ = h(y) − h(y'), h = θ − log π_ref, component sums of θ fixed at those of θ0. The
-    certificate is the duality gap. Non-uniqueness: the range of h(a) − h(anchor) over the
+    certificate is the duality gap (infinite, with ``init`` kept, on a prompt whose LP
+    fails; the failures are returned). Non-uniqueness: the range of h(a) − h(anchor) over the
     optimal face, from two more LPs (min and max) each.
     """
     X, n = theta0.shape
     beta = float(tab.beta)
     pref = np.asarray(tab.pref)
     out = np.empty_like(theta0)
-    gaps, intervals, unique = [], [], True
+    gaps, intervals, unique, failed = [], [], True, []
     for x in range(X):
         w = sym_weights(tab, data, x)
         k, labels = pair_graph_components(w)
@@ -197,7 +198,13 @@ def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
             c, A, b, Aeq, beq, bounds=bounds, method="highs", options=HIGHS_OPTIONS
         )
         if res.status != 0:
-            raise RuntimeError(f"slic LP failed on prompt {x}: {res.message}")
+            # Not certified: keep init on this prompt, with an infinite certificate.
+            failed.append(f"prompt {x}: {res.message}")
+            gaps.append(np.inf)
+            out[x] = theta0[x]
+            intervals.append([])
+            unique = False
+            continue
         dual = float(b @ res.ineqlin.marginals + beq @ res.eqlin.marginals)
         infeas = max(
             float(np.max(A @ res.x - b, initial=0.0)), float(np.max(np.abs(Aeq @ res.x - beq)))
@@ -230,7 +237,7 @@ def solve_slic(tab: Tables, data: OfflineData, theta0: NDArray):
             if hi_v - lo_v > 1e-6:
                 unique = False
         intervals.append(iv)
-    return log_softmax(out), max(gaps), unique, intervals
+    return log_softmax(out), max(gaps), unique, intervals, failed
 
 
 # ----------------------------------------------------------------- the registry's solvers
@@ -280,8 +287,10 @@ def dpo(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
 
 def slic(prep: Prepared, theta0: NDArray, fld: Field) -> FixedPoint:
     """SLiC: an LP, with the set of minimisers; the residual is the duality gap."""
-    lp, residual, unique, intervals = solve_slic(prep.tables, prep.data, theta0)
+    lp, residual, unique, intervals, failed = solve_slic(prep.tables, prep.data, theta0)
     how = "LP (HiGHS); residual = duality gap"
+    if failed:
+        how += "; NOT CERTIFIED: the LP failed (" + "; ".join(failed) + "), init kept there"
     fp = _result(prep, lp, residual, how, unique=unique)
     fp.details["h_minus_anchor_intervals"] = intervals
     if unique:

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 __all__ = ["FixedPoint"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FixedPoint:
     """A method's fixed point with its certificate.
 
@@ -38,6 +38,15 @@ class FixedPoint:
     interior: bool
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # One prompt: show its (n,) row, not the nested (1, n) array.
+        lp = self.log_policy
+        shown = repr(lp[0]) if np.ndim(lp) == 2 and np.shape(lp)[0] == 1 else repr(lp)
+        return (
+            f"FixedPoint(method={self.method!r}, log_policy={shown}, residual={self.residual!r}, "
+            f"unique={self.unique!r}, interior={self.interior!r}, message={self.message!r})"
+        )
 
     @property
     def policy(self) -> NDArray[np.float64]:
