@@ -63,6 +63,14 @@ def _eos_ids(eos_token_id: int | Sequence[int], device: torch.device) -> torch.T
     return torch.tensor(ids, device=device)
 
 
+def _vocab_size(model: Any) -> int | None:
+    """The input vocabulary of a Hugging Face model (its embedding rows); None if unknown."""
+    try:
+        return int(model.get_input_embeddings().num_embeddings)
+    except (AttributeError, TypeError, NotImplementedError):
+        return None
+
+
 def _is_int_tensor(x: object) -> bool:
     return (
         isinstance(x, torch.Tensor)
@@ -132,6 +140,18 @@ def mixture_generate(
         raise ValidationError(
             f"input_ids must have shape (B, P) with P >= 1, got {tuple(input_ids.shape)}"
         )
+    vocab = _vocab_size(policy if b < 1.0 else ref)
+    if input_ids.numel() and (
+        int(input_ids.min()) < 0 or (vocab and int(input_ids.max()) >= vocab)
+    ):
+        bad = int(input_ids.min()) if int(input_ids.min()) < 0 else int(input_ids.max())
+        raise ValidationError(
+            f"input_ids must hold token ids in [0, {vocab or 'vocabulary size'}), got {bad}"
+        )
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValidationError(
+            f"generator must be a torch.Generator or None, got {type(generator).__name__}"
+        )
     try:
         pad = -1 if isinstance(pad_token_id, bool) else operator.index(pad_token_id)
     except TypeError:
@@ -170,6 +190,10 @@ def mixture_generate(
     B = input_ids.shape[0]
     dev = input_ids.device
     eos = None if eos_token_id is None else _eos_ids(eos_token_id, dev)
+    if eos is not None and vocab and int(eos.max()) >= vocab:
+        raise ValidationError(
+            f"eos_token_id must be a token id < the vocabulary size {vocab}, got {eos_token_id!r}"
+        )
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
     # At β_mix = 0 (or 1) the other model does not enter the mixture: skip its passes.
     use_pi, use_ref = b < 1.0, b > 0.0

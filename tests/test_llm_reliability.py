@@ -417,6 +417,22 @@ class _StubLM:
     __call__ = forward
 
 
+class _StubLMWithVocab(_StubLM):
+    """The same, with a Hugging Face-style input embedding that tells its vocabulary."""
+
+    def get_input_embeddings(self):
+        return torch.nn.Embedding(self.V, 1)
+
+
+def test_mixture_generate_checks_ids_only_against_a_known_vocabulary():
+    """Negative control of the vocabulary checks: a model that does not tell its
+    vocabulary is not refused for an id >= 5 (only negative ids are)."""
+    out = mixture_generate(
+        _StubLM(), _StubLM(), torch.tensor([[1, 9]]), mixture=0.5, max_new_tokens=1
+    )
+    assert out.sequences.shape == (1, 3)
+
+
 @pytest.mark.parametrize(
     ("args", "kw", "match"),
     [
@@ -430,10 +446,15 @@ class _StubLM:
         ((torch.tensor([[1, 2]]),), {"pad_token_id": 1.5}, "pad_token_id"),
         ((torch.tensor([[1, 2]]),), {"pad_token_id": True}, "pad_token_id"),
         ((torch.tensor([[1, 2]]),), {"max_new_tokens": True}, "max_new_tokens"),
+        # Token ids outside the model's vocabulary (an IndexError deep in the embedding).
+        ((torch.tensor([[1, -1]]),), {}, r"input_ids must hold token ids in \[0, 5\), got -1"),
+        ((torch.tensor([[1, 5]]),), {}, r"input_ids must hold token ids in \[0, 5\), got 5"),
+        ((torch.tensor([[1, 2]]),), {"eos_token_id": 7}, "eos_token_id.*vocabulary size 5"),
+        ((torch.tensor([[1, 2]]),), {"generator": "seed"}, "generator must be a torch.Generator"),
     ],
 )
 def test_mixture_generate_refuses_bad_input(args, kw, match):
-    lm = _StubLM()
+    lm = _StubLMWithVocab()
     kw = {"mixture": 0.5, "max_new_tokens": 2, **kw}
     with pytest.raises(ValidationError, match=match):
         mixture_generate(lm, lm, *args, **kw)
