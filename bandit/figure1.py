@@ -281,6 +281,9 @@ def compute(
                 f"({', '.join(OFFLINE_METHODS)})"
             )
     bandit, data = config.problem()
+    from .trainer import check_layout
+
+    check_layout(bandit, config.train_config(epochs), seeds + 1)  # before any work starts
     full, fixed, batches = _train(
         bandit, data, config.train_config(epochs), methods, seeds, seed, progress
     )

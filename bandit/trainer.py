@@ -75,6 +75,7 @@ __all__ = [
     "SampledMinibatches",
     "TrainConfig",
     "TrainResult",
+    "check_layout",
     "expected_minibatches",
     "minibatches",
     "minibatches_from_permutations",
@@ -328,6 +329,31 @@ class SampledMinibatches:
         )
 
 
+def check_layout(bandit: Bandit, config: TrainConfig, n_seeds: int) -> None:
+    """Refuse, before anything is allocated, a layout whose minibatches (count form, or
+    the sample form's datasets where :func:`uses_samples`) or trained log-policies would
+    take more than :data:`MAX_BYTES`."""
+    X, n = bandit.n_prompts, bandit.n_actions
+    if uses_samples(bandit, config):
+        _check_bytes(
+            "the datasets",
+            8.0 * n_seeds * config.dataset_size,
+            "use fewer seeds or a smaller dataset_size",
+        )
+    else:
+        K = X * n * n * 2
+        _check_bytes(
+            "minibatch counts",
+            (4.0 * config.epochs * len(config.batch_sizes) + 16.0) * n_seeds * K,
+            "use fewer seeds or epochs, or sampled_minibatches (see uses_samples)",
+        )
+    _check_bytes(
+        "the trained log-policies",
+        8.0 * n_seeds * (config.epochs + 1) * X * n,
+        "use fewer seeds or epochs",
+    )
+
+
 def uses_samples(bandit: Bandit, config: TrainConfig) -> bool:
     """Whether :func:`sampled_minibatches` suits this problem better than the counts:
     when the categories X·n·n·2 outnumber the dataset's pairs (most counts are then 0)."""
@@ -403,12 +429,7 @@ def minibatches(
     config = config or TrainConfig()
     n_seeds = check_int("n_seeds", n_seeds, 1)
     seed = check_int("seed", seed, 0)
-    K = int(np.prod(_category_shape(bandit)))
-    _check_bytes(
-        "minibatch counts",
-        (4.0 * config.epochs * len(config.batch_sizes) + 16.0) * n_seeds * K,
-        "use fewer seeds or epochs, or sampled_minibatches (see uses_samples)",
-    )
+    check_layout(bandit, config, n_seeds)
     rng = np.random.default_rng(seed)
     ds = sample_datasets(bandit, data, n_seeds, config.dataset_size, rng, preferences=preferences)
     sizes = config.batch_sizes

@@ -246,3 +246,186 @@ def test_exact_quantities_refuse_a_non_boolean_average():
 def test_empty_or_misshapen_rewards_are_refused(shape):
     with pytest.raises(ValidationError, match=r"^rewards must have shape"):
         Bandit(np.zeros(shape))
+
+
+# ------------------------------------------ #21, second pass: games, arrays, CLIs, frictions
+
+RPS = PreferenceGame([[0.5, 0.85, 0.1], [0.15, 0.5, 0.85], [0.9, 0.15, 0.5]], beta=0.1)
+NOT_REAL = [[1 + 1j, 2, 3], ["a", "b", "c"], [[1, 2], [3]], [{"a": 1}, 2, 3], None]
+
+
+@pytest.mark.parametrize("tol", ["x", -1.0, 0.0, float("nan"), True, None, 1j])
+def test_game_solvers_check_tol(tol):
+    from bandit import ipo_md_fixed_point, nash_equilibrium
+    from bandit.games import damped_fixed_point_nash, mirror_descent_nash
+
+    for call in (
+        lambda: nash_equilibrium(RPS, tol=tol),
+        lambda: ipo_md_fixed_point(RPS, 0.5, tol=tol),
+        lambda: damped_fixed_point_nash(RPS, 0.1, tol=tol),
+        lambda: mirror_descent_nash(RPS, 0.1, tol=tol),
+    ):
+        with pytest.raises(ValidationError, match="tol"):
+            call()
+    # Control: a valid tol certifies the equilibrium.
+    assert nash_equilibrium(RPS, tol=1e-10).converged
+
+
+def test_game_baselines_have_a_checked_budget():
+    from bandit.games import damped_fixed_point_nash, mirror_descent_nash
+
+    for bad in (0, -5, 1.5, True, 10**0.5):
+        with pytest.raises(ValidationError, match="max_iter"):
+            mirror_descent_nash(RPS, 0.1, max_iter=bad)
+    with pytest.raises(ValidationError, match="step"):
+        damped_fixed_point_nash(RPS, -1.0)
+    out = mirror_descent_nash(RPS, 0.1, tol=1e-300, max_iter=7)  # a budget it cannot meet
+    assert out.iterations == 7 and not out.converged  # stops there, marked not converged
+
+
+@pytest.mark.parametrize("bad", NOT_REAL)
+def test_games_and_policy_refuse_values_that_are_not_real_arrays(bad):
+    """Complex, strings, ragged, dicts and None: a ValidationError naming the argument,
+    never numpy's "could not convert" or a TypeError."""
+    from bandit import best_response, exploitability, game_value, geometric_mixture, kl
+    from bandit.games import fixed_point_residual
+    from bandit.policy import log_softmax
+
+    lp = np.log(np.ones(3) / 3)
+    calls = {
+        "log_pi": [
+            lambda: exploitability(RPS, bad),
+            lambda: best_response(RPS, bad),
+            lambda: fixed_point_residual(RPS, bad, 0.5),
+            lambda: geometric_mixture(bad, lp, 0.5),
+        ],
+        "log_pi1": [lambda: game_value(RPS, bad, lp)],
+        "log_p": [lambda: kl(bad, lp)],
+        "logits": [lambda: log_softmax(bad)],
+    }
+    for name, fns in calls.items():
+        for f in fns:
+            with pytest.raises(ValidationError, match=name):
+                f()
+    assert exploitability(RPS, lp) > 0  # control: real input is accepted
+
+
+def test_figure1_config_refuses_non_numbers_and_non_booleans():
+    from bandit.figure1 import Figure1Config
+
+    for d, name in [
+        ({"rewards": [{"a": 1}, 2, 3]}, "rewards"),
+        ({"rewards": [1 + 1j, 2, 3]}, "rewards"),
+        ({"beta": True}, "beta"),
+        ({"beta": "0.5"}, "beta"),
+    ]:
+        with pytest.raises(ValidationError, match=name):
+            Figure1Config.from_dict(d).problem()
+    for d, name in [({"drop_last": "no"}, "drop_last"), ({"dataset_size": 10**20}, "dataset_size")]:
+        with pytest.raises(ValidationError, match=name):
+            Figure1Config.from_dict(d).train_config(10)
+    Figure1Config.from_dict({"drop_last": True}).train_config(10)  # control
+
+
+def _cli(module, argv, capsys):
+    from bandit.cli import cli
+
+    rc = cli(module.main)(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err
+
+
+def test_cli_bad_sizes_and_files_end_in_one_line(tmp_path, capsys):
+    """#21 item 9: each ends with exit 2 and one line naming the problem, before any work."""
+    from bandit import figure1, rps
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    cfg = tmp_path / "c.json"
+    cases = [
+        (figure1, ["--epochs", "999999999999"], "GiB"),
+        (figure1, ["--config", str(cfg)], "dataset_size"),
+        (figure1, ["--methods", "copg,copg"], "more than once"),
+        (figure1, ["--methods", "copg,ppo"], "not an offline method"),
+        (figure1, ["--methods", "copg,online_ipo"], "not an offline method"),
+        (rps, ["--steps", "99999999999999999999"], "steps must be at most"),
+        (rps, ["--matrix", str(deep)], "nested too deeply"),
+        (rps, ["--matrix", "[[0.5,0.8,0.1],[0.1,0.5,0.8],[0.9,0.1,0.5]]"], r"\(M \+ 1 − Mᵀ\)/2"),
+    ]
+    for module, argv, want in cases:
+        cfg.write_text('{"dataset_size": 1e20}')
+        rc, err = _cli(module, [*argv, "--out", str(tmp_path / "o")], capsys)
+        assert rc == 2 and len(err) == 1, (argv, err)
+        assert pytest.importorskip("re").search(want, err[0]), (argv, err)
+    assert not (tmp_path / "o").exists()  # nothing was written
+
+
+def test_slic_lp_failure_is_a_not_certified_result(monkeypatch):
+    import scipy.optimize
+
+    class Failed:
+        status, message = 2, "The problem is infeasible."
+
+    bandit, data = (
+        Bandit.single([1.0, 0.0, -1.0], 0.5),
+        OfflineData([0.2, 0.3, 0.5], [0.3] * 2 + [0.4]),
+    )
+    ok = fixed_point("slic", bandit, data)
+    assert np.isfinite(ok.residual) and "NOT CERTIFIED" not in ok.message  # control
+    monkeypatch.setattr(scipy.optimize, "linprog", lambda *a, **k: Failed())
+    fp = fixed_point("slic", bandit, data)
+    assert fp.residual == np.inf and "NOT CERTIFIED" in fp.message and not fp.unique
+
+
+def test_one_prompt_fixed_point_prints_its_row():
+    fp = fixed_point(
+        "copg", Bandit.single([1.0, 2.0, 3.0], 0.5), OfflineData([0.2, 0.3, 0.5], [0.2, 0.3, 0.5])
+    )
+    assert "log_policy=array([-" in repr(fp) and "[[" not in repr(fp)
+    assert fp.log_policy.shape == (1, 3)  # the field keeps its (X, n) shape
+    two = fixed_point(
+        "copg",
+        Bandit(np.eye(2, 3), beta=0.5),
+        OfflineData(np.full((2, 3), 1 / 3), np.full((2, 3), 1 / 3)),
+    )
+    assert "[[" in repr(two)  # control: several prompts print as a matrix
+
+
+def test_theory_claims_run_does_not_overwrite_the_full_report(tmp_path, monkeypatch, capsys):
+    import theory.__main__ as tm
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "figures").mkdir()
+    full = tmp_path / "figures" / "theory_report.md"
+    full.write_text("full report")
+    tm.main(["--claims", "copg.thm1", "--instances", "1", "--no-progress"])
+    assert full.read_text() == "full report"
+    assert "no report written" in capsys.readouterr().out
+    tm.main(["--claims", "copg.thm1", "--instances", "1", "--no-progress", "--report", "p.md"])
+    assert (tmp_path / "p.md").read_text().startswith("# Theory report")  # control
+
+
+def test_rps_with_four_actions_plots_probabilities_over_time():
+    from bandit import rps
+
+    P = [[0.5, 0.6, 0.3, 0.5], [0.4, 0.5, 0.7, 0.2], [0.7, 0.3, 0.5, 0.6], [0.5, 0.8, 0.4, 0.5]]
+    result = rps.compute(P, mixtures=[0.0, 1.0], steps=20)
+    left = rps.plot(result).axes[0]
+    assert len(left.lines) == 2 * 4 and "probabilities" in left.get_title()
+    three = rps.plot(rps.compute(mixtures=[0.0], steps=20)).axes[0]
+    assert "trajectories" in three.get_title()  # control: n = 3 keeps the simplex view
+
+
+def test_figure1_title_names_the_problem():
+    from bandit import figure1
+
+    cfg = figure1.Figure1Config(
+        rewards=(1.0, 0.0), mu1=(0.5, 0.5), mu2=(0.5, 0.5), dataset_size=64, batch_size=32
+    )
+    result = figure1.compute(cfg, methods=["copg"], seeds=2, epochs=1)
+    assert figure1.plot(result).axes[0].get_title().startswith("custom config")
+    assert (
+        figure1.plot(result, name="config x.json").axes[0].get_title().startswith("config x.json")
+    )
+    paper = figure1.compute(figure1.Figure1Config(), methods=["copg"], seeds=2, epochs=1)
+    assert figure1.plot(paper).axes[0].get_title().startswith("CoPG §5 bandit")  # control
