@@ -39,7 +39,6 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from bandit import Bandit, OfflineData
-from bandit.fixed_points.roots import _reduce, field_jacobian
 from bandit.methods import Method
 from bandit.validation import ValidationError, check_finite, check_int, check_positive
 
@@ -523,7 +522,9 @@ def check_fixed_point(
     something else (a mispaired label, a wrong weight) converges too, F̂ ≈ 0, but lands
     elsewhere, and ``distance`` exceeds ``bound`` by orders of magnitude.
     """
+    # JAX-backed: imported here, so that importing this module never loads JAX.
     from bandit.expected import expected_loss_and_grad
+    from bandit.fixed_points.roots import _reduce, field_jacobian
 
     lp_hat = sb.log_policy(model)
     lp_star = np.asarray(fixed_point.log_policy)
