@@ -9,6 +9,7 @@ uniformly shuffled dataset cut into consecutive batches.
 from __future__ import annotations
 
 import itertools
+import os
 from collections import Counter
 
 import jax
@@ -17,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 from exact_adam import adam_on_exact_gradient
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import expit
 from scipy.stats import chisquare, norm
@@ -298,6 +299,8 @@ def test_bad_input_is_rejected():
 # ------------------------------------------------- the sample form and chunked seeds (#21)
 
 
+# Each example compiles two trainers for six methods: a few examples (more when thorough).
+@settings(max_examples=40 if os.environ.get("COPG_HYPOTHESIS") == "thorough" else 3)
 @given(
     st.integers(0, 2**16),
     st.sampled_from([(1, 3), (2, 4)]),
