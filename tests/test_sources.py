@@ -24,7 +24,7 @@ from scipy.special import log_softmax, softmax
 from bandit import Bandit, OfflineData, PreferenceGame, ValidationError, prepare
 from bandit.dynamics import sampled_source_dynamics, source_dynamics
 from bandit.exact import optimal_policy, regret
-from bandit.expected import expected_loss_and_grad
+from bandit.expected import expected_loss_and_grad, loss_fn
 from bandit.fixed_points import fixed_point as offline_fixed_point
 from bandit.games import nash_equilibrium
 from bandit.methods import METHODS
@@ -63,12 +63,22 @@ def _reference_joint(kind: str, log_pi, inst):
     return a[:, :, None] * b[:, None, :]
 
 
+def _eager(method, problem, logits, data):
+    """(E[ℓ], ∇E[ℓ]) by :func:`bandit.expected.loss_fn`, differentiated eagerly (no jit:
+    op-by-op is faster here than compiling one program per method, source and shape)."""
+    f, tab = loss_fn(method, problem, data)
+    with jax.enable_x64(True):
+        th = jnp.asarray(np.reshape(logits, np.shape(tab.log_ref)))
+        v, g = jax.value_and_grad(f)(th, jax.tree_util.tree_map(jnp.asarray, tab))
+    return float(v), np.asarray(g)
+
+
 def _sources(inst):
     """The sources of our theory claims (theory.online), by kind."""
     return instance_sources(inst)
 
 
-@settings(max_examples=max(5, settings.default.max_examples // 5))  # each shape compiles
+@settings(max_examples=max(3, settings.default.max_examples // 8))  # each shape compiles
 @given(inst=bandit_instances())
 def test_every_source_is_the_expected_loss_on_its_pairs(inst):
     """For copg and ipo, the engine's expected gradient under each source equals the
@@ -78,8 +88,8 @@ def test_every_source_is_the_expected_loss_on_its_pairs(inst):
     for kind, src in _sources(inst).items():
         q = OfflineData.from_joint(_reference_joint(kind, lp, inst))
         for m in ("copg", "ipo"):
-            _, g = expected_loss_and_grad(m, b, th, src)
-            _, want = expected_loss_and_grad(m, b, th, q)
+            _, g = _eager(m, b, th, src)
+            _, want = _eager(m, b, th, q)
             assert np.max(np.abs(g - want)) <= TOL * (1 + np.max(np.abs(want))), (kind, m)
 
 
@@ -107,7 +117,7 @@ def test_every_pair_method_takes_every_source():
     srcs.append(MuMixture(MU2, 0.3))
     for name in METHODS:
         for src in srcs:
-            val, g = expected_loss_and_grad(name, BANDIT, th, src)
+            val, g = _eager(name, BANDIT, th, src)
             assert np.isfinite(val) and np.all(np.isfinite(g)), (name, src.kind)
     # online_ipo given fixed data is offline IPO on those data.
     a = expected_loss_and_grad("online_ipo", BANDIT, th, Offline(DATA))
