@@ -9,10 +9,12 @@ the command line is parsed, so no CLI writes its own checks:
 :data:`positive_int`       an integer >= 1 (steps, seeds, epochs, repeats, ...)
 :data:`nonneg_int`         an integer >= 0 (random seeds)
 :func:`int_at_least`       an integer >= ``low``
+:func:`int_in`             an integer in [``low``, ``high``]
 :data:`positive_float`     a finite number > 0 (β, learning rates)
 :func:`float_in`           a number in [``low``, ``high``] (IPO-MD's mixture β in [0, 1])
 :func:`comma_list`         "a,b,c" parsed item by item with another type, at least one item
 :func:`method_list`        "copg,ipo": registered method names (:mod:`bandit.methods`)
+:func:`torch_device`       ``cpu``, ``cuda`` or ``cuda:N`` (availability is the CLI's check)
 =========================  ==========================================================
 
 Ctrl-C ends a CLI with exit status 130 and one line, and no output of the interrupted run
@@ -29,6 +31,7 @@ import _thread
 import argparse
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -43,12 +46,14 @@ __all__ = [
     "exit_on_interrupt_while_importing",
     "float_in",
     "int_at_least",
+    "int_in",
     "interrupted",
     "method_list",
     "nonneg_int",
     "positive_float",
     "positive_int",
     "require_extra",
+    "torch_device",
 ]
 
 T = TypeVar("T")
@@ -85,6 +90,28 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
     return _named(parse, f"integer >= {low}")
 
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer in [``low``, ``high``]."""
+    at_least = int_at_least(low)
+
+    def parse(s: str) -> int:
+        v = at_least(s)
+        if v > high:
+            raise argparse.ArgumentTypeError(f"expected an integer <= {high}, got {v}")
+        return v
+
+    return _named(parse, f"integer in [{low}, {high}]")
+
+
+def _torch_device(s: str) -> str:
+    if s == "cpu" or re.fullmatch(r"cuda(:\d+)?", s):
+        return s
+    raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {s!r}")
+
+
+#: An argparse ``type``: a torch device name, ``cpu``, ``cuda`` or ``cuda:N``.
+torch_device = _named(_torch_device, "device")
 
 #: An argparse ``type``: an integer >= 1.
 positive_int = int_at_least(1)

@@ -13,17 +13,19 @@ both, their ratio, and both mean final regrets as a sanity check.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bandit.cli import positive_int
+from bandit.cli import cli
 from bandit.figure1 import DEFAULT_METHODS, Figure1Config, compute
+from bench import _options
 
 
 def torch_run(method: str, cfg: Figure1Config, epochs: int, seed: int) -> float:
@@ -68,15 +70,8 @@ def torch_run(method: str, cfg: Figure1Config, epochs: int, seed: int) -> float:
     return float(regret(bandit, torch.log_softmax(theta, -1).detach().numpy()))
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="one PyTorch seed per method")
-    p.add_argument("--seeds", type=positive_int, default=100, help="seeds of the fast figure (100)")
-    p.add_argument(
-        "--torch-seeds", type=positive_int, default=None, help="PyTorch seeds per method (3)"
-    )
-    p.add_argument("--epochs", type=positive_int, default=100)
-    args = p.parse_args()
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.figure1().parse_args(argv)
     torch_seeds = args.torch_seeds or (1 if args.quick else 3)
     cfg = Figure1Config()
     methods = DEFAULT_METHODS
@@ -96,14 +91,15 @@ def main() -> int:
     trainer = (time.perf_counter() - t) / (len(methods) * args.seeds)
 
     torch_run("copg", cfg, 1, seed=0)  # warm-up: torch import and first-call overheads
-    torch_times, torch_regret = {}, {}
-    for m in methods:
-        ts, rs = [], []
-        for s in range(torch_seeds):
-            t = time.perf_counter()
-            rs.append(torch_run(m, cfg, args.epochs, seed=s))
-            ts.append(time.perf_counter() - t)
-        torch_times[m], torch_regret[m] = float(np.mean(ts)), float(np.mean(rs))
+    torch_times: dict[str, list[float]] = {m: [] for m in methods}
+    torch_regrets: dict[str, list[float]] = {m: [] for m in methods}
+    runs = [(m, s) for m in methods for s in range(torch_seeds)]
+    for m, s in tqdm(runs, desc="bench_figure1 (PyTorch loop)", unit="run", file=sys.stderr):
+        t = time.perf_counter()
+        torch_regrets[m].append(torch_run(m, cfg, args.epochs, seed=s))
+        torch_times[m].append(time.perf_counter() - t)
+    torch_times = {m: float(np.mean(ts)) for m, ts in torch_times.items()}
+    torch_regret = {m: float(np.mean(rs)) for m, rs in torch_regrets.items()}
 
     print(
         f"CoPG Fig. 1, {args.epochs} epochs: fast path {args.seeds} seeds × {len(methods)} "
@@ -128,4 +124,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main)())

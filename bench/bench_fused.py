@@ -27,18 +27,19 @@ N = 4096 is 8.8 TFLOP): pass smaller lists, or run on a GPU.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bandit.cli import comma_list, positive_int
+from bandit.cli import cli
+from bandit.validation import ValidationError
+from bench import _options
+from bench._memory import peak_bytes
 from llm import fused_sequence_logps, sequence_logps
 
 B = 8
@@ -106,25 +107,7 @@ def best_times(inputs, device: str, repeats: int) -> dict[str, tuple[float, floa
 
 def peak_extra(name: str, inputs, device: str) -> int:
     """Peak bytes alive during one no-grad forward beyond the inputs."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step(name, inputs, False)
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step(name, inputs, False)
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    return peak_bytes(lambda: step(name, inputs, False), device)
 
 
 def fp64_reference(h, W, labels, mask, rows: int = 256) -> torch.Tensor:
@@ -139,32 +122,11 @@ def fp64_reference(h, W, labels, mask, rows: int = 256) -> torch.Tensor:
     return out
 
 
-#: ``--hidden``, ``--vocab``, ``--tokens``: comma-separated positive integers.
-_sizes = comma_list(positive_int)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="one small size (H 256, V 8192, N 512)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument(
-        "--repeats", type=positive_int, default=3, help="timed calls per method (default: 3)"
-    )
-    p.add_argument("--hidden", type=_sizes, default=[1024, 4096], help="default: 1024,4096")
-    p.add_argument(
-        "--vocab", type=_sizes, default=[32768, 131072, 262144], help="default: 32768,131072,262144"
-    )
-    p.add_argument("--tokens", type=_sizes, default=[1024, 4096], help="default: 1024,4096")
-    p.add_argument("--dtypes", default="fp32,bf16", help="default: fp32,bf16")
-    p.add_argument("--completion", type=float, default=0.75, help="counted share (0.75)")
-    a = p.parse_args(argv)
-    if not 0 < a.completion <= 1:
-        p.error(f"--completion must be in (0, 1], got {a.completion}")
-    dtypes = a.dtypes.split(",")
-    if any(d not in DTYPES for d in dtypes):
-        p.error(f"--dtypes must be among {', '.join(DTYPES)}, got {a.dtypes!r}")
-    if a.device not in ("cpu", "cuda") or (a.device == "cuda" and not torch.cuda.is_available()):
-        p.error(f"--device must be cpu or an available cuda, got {a.device!r}")
+    a = _options.fused().parse_args(argv)
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValidationError(f"--device {a.device}: CUDA is not available on this machine")
+    dtypes = list(a.dtypes)
     if a.quick:
         a.hidden, a.vocab, a.tokens = [256], [8192], [512]
     sizes = [(H, V, N, d) for H in a.hidden for V in a.vocab for N in a.tokens for d in dtypes]
@@ -225,4 +187,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main)())

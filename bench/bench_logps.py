@@ -36,7 +36,6 @@ of a round run back to back, so the gap is within the machine's round-to-round n
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import subprocess
@@ -45,11 +44,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bandit.cli import positive_int
+from bandit.cli import cli
+from bandit.validation import ValidationError
+from bench import _options
+from bench._memory import peak_bytes
 from llm import sequence_logps
 
 B = 8
@@ -147,33 +149,11 @@ def times(name: str, inputs, device: str, repeats: int) -> tuple[float, float]:
 
 
 def peak_extra(name: str, inputs, device: str) -> int:
-    """Peak bytes of tensors alive during one call beyond the inputs, after a small warm-up.
-
-    CUDA: ``max_memory_allocated``. CPU: the running sum of the allocation and free events
-    that ``torch.profiler`` records, so the figure does not depend on what the C allocator
-    keeps or returns.
-    """
+    """Peak bytes of tensors alive during one call beyond the inputs, after a small warm-up
+    (:func:`bench._memory.peak_bytes`)."""
     logits, labels, mask = inputs
     run_method(name, logits[:, :2].contiguous(), labels[:, :2], mask[:, :2])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        run_method(name, *inputs)
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        run_method(name, *inputs)
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    live = peak = 0
-    for _, nbytes in events:  # > 0: an allocation, < 0: a free
-        live += nbytes
-        peak = max(peak, live)
-    return peak
+    return peak_bytes(lambda: run_method(name, *inputs), device)
 
 
 def worker(name: str, V: int, BT: int, dtype: str, repeats: int, memory: bool) -> None:
@@ -269,29 +249,13 @@ def _verdict(ratios: dict[str, tuple[float, float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="one small size only")
-    p.add_argument("--device", default="cpu")
-    p.add_argument(
-        "--repeats", type=positive_int, default=5, help="timed calls per round (best kept)"
-    )
-    p.add_argument(
-        "--rounds", type=positive_int, default=3, help="rounds the methods take turns over"
-    )
-    p.add_argument(
-        "--worker",
-        nargs=6,
-        metavar=("METHOD", "V", "BT", "DTYPE", "REPEATS", "MEMORY"),
-        help=argparse.SUPPRESS,
-    )
-    a = p.parse_args(argv)
+    a = _options.logps().parse_args(argv)
     if a.worker:
         name, V, BT, dtype, repeats, memory = a.worker
         worker(name, int(V), int(BT), dtype, int(repeats), memory == "1")
         return 0
     if a.device.startswith("cuda") and not torch.cuda.is_available():
-        print("bench_logps: error: --device cuda but CUDA is not available", file=sys.stderr)
-        return 2
+        raise ValidationError(f"--device {a.device}: CUDA is not available on this machine")
     vs = [32768] if a.quick else [32768, 65536, 131072]
     bts = [1024] if a.quick else [1024, 4096]
     print(
@@ -310,35 +274,35 @@ def main(argv: list[str] | None = None) -> int:
     fwd_f32: dict[str, tuple[float, float]] = {}
     bwd_all: dict[str, tuple[float, float]] = {}
     over_mem: list[str] = []
-    for V in vs:
-        for BT in bts:
-            for dname, dt in DTYPES.items():
-                inputs = make_inputs(V, BT, dt, a.device)
-                size = inputs[0].numel() * inputs[0].element_size()
-                ref = fp64_reference(*inputs) if dname == "bf16" else None
-                methods = METHODS[dname]
-                rows = measure(methods, V, BT, dname, a.device, a.repeats, a.rounds, inputs)
-                best = [min(min(rows[m][k]) for m in methods[1:]) for k in (0, 1)]
-                for m in methods:
-                    t, tb, mem = min(rows[m][0]), min(rows[m][1]), rows[m][2]
-                    e = (
-                        f"{(run_method(m, *inputs).double() - ref).abs().max().item():9.2e}"
-                        if ref is not None
-                        else f"{'':>9}"
-                    )
-                    print(
-                        f"{V:>7} {BT:>5} {dname:>5} {m:>15} {1e3 * t:8.1f} {t / best[0]:7.2f} "
-                        f"{1e3 * tb:8.1f} {tb / best[1]:7.2f} {mem / 2**20:10.1f} "
-                        f"{100 * mem / size:8.1f}% {e}"
-                    )
-                where = f"V={V} B*T={BT} {dname}"
-                fwd, fb, mem = rows[methods[0]]
-                if mem > 0.10 * size:
-                    over_mem.append(f"{where} ({100 * mem / size:.1f}%)")
-                fwd_all[where] = _ratios(fwd, [rows[m][0] for m in methods[1:]])
-                fwd_f32[where] = _ratios(fwd, [rows[m][0] for m in FP32_ALTERNATIVES[dname]])
-                bwd_all[where] = _ratios(fb, [rows[m][1] for m in methods[1:]])
-                del inputs
+    sizes = [(V, BT, dname) for V in vs for BT in bts for dname in DTYPES]
+    for V, BT, dname in tqdm(sizes, desc="bench_logps", unit="size", file=sys.stderr):
+        dt = DTYPES[dname]
+        inputs = make_inputs(V, BT, dt, a.device)
+        size = inputs[0].numel() * inputs[0].element_size()
+        ref = fp64_reference(*inputs) if dname == "bf16" else None
+        methods = METHODS[dname]
+        rows = measure(methods, V, BT, dname, a.device, a.repeats, a.rounds, inputs)
+        best = [min(min(rows[m][k]) for m in methods[1:]) for k in (0, 1)]
+        for m in methods:
+            t, tb, mem = min(rows[m][0]), min(rows[m][1]), rows[m][2]
+            e = (
+                f"{(run_method(m, *inputs).double() - ref).abs().max().item():9.2e}"
+                if ref is not None
+                else f"{'':>9}"
+            )
+            tqdm.write(  # above the progress bar
+                f"{V:>7} {BT:>5} {dname:>5} {m:>15} {1e3 * t:8.1f} {t / best[0]:7.2f} "
+                f"{1e3 * tb:8.1f} {tb / best[1]:7.2f} {mem / 2**20:10.1f} "
+                f"{100 * mem / size:8.1f}% {e}"
+            )
+        where = f"V={V} B*T={BT} {dname}"
+        fwd, fb, mem = rows[methods[0]]
+        if mem > 0.10 * size:
+            over_mem.append(f"{where} ({100 * mem / size:.1f}%)")
+        fwd_all[where] = _ratios(fwd, [rows[m][0] for m in methods[1:]])
+        fwd_f32[where] = _ratios(fwd, [rows[m][0] for m in FP32_ALTERNATIVES[dname]])
+        bwd_all[where] = _ratios(fb, [rows[m][1] for m in methods[1:]])
+        del inputs
     mem_verdict = "NOT met at " + ", ".join(over_mem) if over_mem else "met at every size"
     print(f"\ntarget: extra memory <= 10% of logits: {mem_verdict}")
     print(f"target: time <= best alternative: {_verdict(fwd_all)}")
@@ -348,4 +312,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main)())

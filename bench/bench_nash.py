@@ -16,13 +16,20 @@ Target (issue 5): n = 1000 at β = 1e-3 to a gap < 1e-10 in under 1 s.
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bandit.cli import cli
 from bandit.games import damped_fixed_point_nash, mirror_descent_nash, nash_equilibrium
 from bandit.problems import PreferenceGame
+from bench import _options
 
 
 def random_game(n: int, beta: float, seed: int = 0) -> PreferenceGame:
@@ -54,10 +61,8 @@ def _lambda(game: PreferenceGame, pi: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(R @ (game.P - 0.5) @ R))))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="n <= 1000 and a 5 s baseline budget")
-    args = ap.parse_args()
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options.nash().parse_args(argv)
     ns = [3, 10, 100, 1000] if args.quick else [3, 10, 100, 1000, 10_000]
     betas = [1.0, 1e-1, 1e-2, 1e-3]
     budget = 5.0 if args.quick else 20.0
@@ -65,39 +70,36 @@ def main() -> None:
         f"{'n':>6} {'beta':>6} | {'newton s':>9} {'gap':>8} | {'damped s':>9} {'gap':>8} | "
         f"{'mmd s':>9} {'gap':>8} | {'speed-up':>8}"
     )
-    for n in ns:
-        for beta in betas:
-            game = random_game(n, beta)
+    sizes = [(n, beta) for n in ns for beta in betas]
+    for n, beta in tqdm(sizes, desc="bench_nash", unit="game", file=sys.stderr):
+        game = random_game(n, beta)
+        t0 = time.perf_counter()
+        sol = nash_equilibrium(game)
+        t_newton = time.perf_counter() - t0
+        target = max(sol.residual, 1e-10)
+        lam = _lambda(game, sol.policy)
+        alpha = 1.0 / (1.0 + (lam / beta) ** 2)
+        eta = alpha / (beta * (1.0 - alpha)) if alpha < 1 else 1e6
+        rows = []
+        for fn, step in ((damped_fixed_point_nash, alpha), (mirror_descent_nash, eta)):
             t0 = time.perf_counter()
-            sol = nash_equilibrium(game)
-            t_newton = time.perf_counter() - t0
-            target = max(sol.residual, 1e-10)
-            lam = _lambda(game, sol.policy)
-            alpha = 1.0 / (1.0 + (lam / beta) ** 2)
-            eta = alpha / (beta * (1.0 - alpha)) if alpha < 1 else 1e6
-            rows = []
-            for fn, step in ((damped_fixed_point_nash, alpha), (mirror_descent_nash, eta)):
-                t0 = time.perf_counter()
-                b = fn(game, step, tol=target, max_iter=10**9, max_seconds=budget)
-                rows.append((time.perf_counter() - t0, b))
-            cells = []
-            best = np.inf
-            for t, b in rows:
-                if b.residual <= target:
-                    cells.append(f"{t:9.3f} {b.residual:8.1e}")
-                    best = min(best, t)
-                else:
-                    cells.append(f"{'-':>9} {b.residual:8.1e}")
-            if np.isfinite(best):
-                ratio = f"{best / t_newton:8.1f}x"
+            b = fn(game, step, tol=target, max_iter=10**9, max_seconds=budget)
+            rows.append((time.perf_counter() - t0, b))
+        cells = []
+        best = np.inf
+        for t, b in rows:
+            if b.residual <= target:
+                cells.append(f"{t:9.3f} {b.residual:8.1e}")
+                best = min(best, t)
             else:
-                ratio = f">{budget / t_newton:7.0f}x"
-            print(
-                f"{n:>6} {beta:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
-                f"{cells[1]} | {ratio}",
-                flush=True,
-            )
+                cells.append(f"{'-':>9} {b.residual:8.1e}")
+        ratio = f"{best / t_newton:8.1f}x" if np.isfinite(best) else f">{budget / t_newton:7.0f}x"
+        tqdm.write(  # above the progress bar
+            f"{n:>6} {beta:>6g} | {t_newton:9.3f} {sol.residual:8.1e} | {cells[0]} | "
+            f"{cells[1]} | {ratio}",
+        )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli(main)())

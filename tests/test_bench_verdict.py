@@ -3,6 +3,8 @@ NOT met when slower in every round. Synthetic round times, no timing."""
 
 from __future__ import annotations
 
+import pytest
+
 from bench.bench_logps import _ratios, _verdict
 
 
@@ -46,3 +48,46 @@ def test_bench_runs_from_any_directory(tmp_path):
         [sys.executable, "bench/bench_nash.py", "--help"], cwd=tmp_path, capture_output=True
     )
     assert missing.returncode != 0
+
+
+def test_every_script_has_its_parser():
+    """Each bench script's command line is in bench._options, so python -m bench can check
+    it before running anything."""
+    from bench import _options
+    from bench.__main__ import scripts
+
+    assert sorted(s.stem for s in scripts()) == sorted(_options.PARSERS)
+
+
+def test_arguments_go_to_the_scripts_that_take_them():
+    from bench.__main__ import split_arguments
+
+    names = ["bench_figure1", "bench_fused", "bench_logps", "bench_nash"]
+    per = split_arguments(["--quick", "--seeds", "5", "--device", "cpu"], names)
+    assert per["bench_figure1"] == ["--quick", "--seeds", "5"]
+    assert per["bench_logps"] == per["bench_fused"] == ["--quick", "--device", "cpu"]
+    assert per["bench_nash"] == ["--quick"]
+    # A script without a registered parser (a new one) gets everything.
+    assert split_arguments(["--x", "1"], ["bench_new"]) == {"bench_new": ["--x", "1"]}
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got 0"),
+        (["--epochs", "-1"], "argument --epochs: expected an integer >= 1, got -1"),
+        (["--device", "tpu"], "argument --device: expected cpu, cuda or cuda:N, got 'tpu'"),
+        (["--dtypes", "fp16"], "argument --dtypes: expected fp32 or bf16"),
+        (["--seed", "3"], "unrecognized arguments: --seed"),  # no script takes it
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_benchmark(argv, msg):
+    """Issue #21: plain argparse gave multi-line errors minutes in. Negative control: a
+    good command line passes the same check (above)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "bench", *argv], capture_output=True, text=True)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and msg in err[0], r.stderr
+    assert "===" not in r.stdout  # no benchmark started

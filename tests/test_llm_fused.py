@@ -7,11 +7,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import llm.fused
 from bandit.validation import ValidationError
+from bench._memory import peak_bytes
 from llm import fused_sequence_logps, model_sequence_logps, pair_logps, sequence_logps
 
 HEADS = {  # (logit_scale, softcap, temperature)
@@ -175,21 +175,6 @@ def test_cost_follows_counted_tokens():
     assert mode.rows == counted * (64 // 16)
 
 
-def _peak_bytes(fn) -> int:
-    """Peak bytes of tensors alive during ``fn()`` beyond those alive before (allocation
-    and free events recorded by torch.profiler)."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    live = peak = 0
-    for e in sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-        key=lambda e: e.start_ns(),
-    ):
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
-
-
 @pytest.mark.parametrize(("T", "V"), [(64, 4096), (256, 4096), (64, 16384), (256, 16384)])
 def test_peak_memory_does_not_grow_with_vocab_times_tokens(T, V):
     """With tiles of (tok, voc), the forward's extra memory is at most a few tiles and
@@ -203,15 +188,15 @@ def test_peak_memory_does_not_grow_with_vocab_times_tokens(T, V):
     N = B * T
     tok, voc = tile
     bound = 4 * tok * voc * 4 + 4 * tok * H * 4 + 64 * N
-    assert _peak_bytes(lambda: fused_sequence_logps(h, W, labels, mask, tile=tile)) < bound
+    assert peak_bytes(lambda: fused_sequence_logps(h, W, labels, mask, tile=tile)) < bound
     hg, Wg = h.clone().requires_grad_(True), W.clone().requires_grad_(True)
 
     def step():
         fused_sequence_logps(hg, Wg, labels, mask, tile=tile).sum().backward()
 
     grads = h.numel() * 4 + W.numel() * 4
-    assert _peak_bytes(step) < bound + grads
-    full = _peak_bytes(lambda: sequence_logps(h @ W.T, labels, mask))
+    assert peak_bytes(step) < bound + grads
+    full = peak_bytes(lambda: sequence_logps(h @ W.T, labels, mask))
     assert full >= N * V * 4 > bound
 
 
