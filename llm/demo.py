@@ -1,31 +1,42 @@
-"""End-to-end demo: offline CoPG, DPO and IPO on a tiny causal LM that learns to sort digits.
+"""End-to-end demo: offline and online pairwise methods on a tiny causal LM that learns to
+sort digits.
 
-    python -m llm.demo                      # a few minutes at most on a CPU, no download
-    python -m llm.demo --steps 50 --out /tmp/demo
-    python -m llm.demo --model PATH_OR_NAME --device cuda   # a local checkpoint instead
+    python -m llm.demo                      # a minute or two on 2 CPU cores, no download
+    python -m llm.demo --methods copg,online_ipo --seeds 5 --steps 100 --out /tmp/demo
+    python -m llm.demo --model PATH --device cuda   # a local (safetensors) checkpoint instead
 
 1. Task and reward. A prompt is a string of digits and "=", e.g. ``3142=``; the answer
    should be the digits sorted, ``1234``. The reward is the fraction of three unit tests
    the answer passes: right length, a permutation of the input, in non-decreasing order.
 2. Supervised warm-up on noisy demonstrations (40% correct, 30% shuffled, 30% random
    digits) gives π_ref, a mediocre sorter.
-3. An offline dataset of pairs: two completions per prompt sampled from π_ref, scored by
-   the reward. CoPG learns from the rewards (CoPG Alg. 1); DPO and IPO from the preference
-   p = 1[R(y1) > R(y2)] (½ for ties).
-4. Each method trains a copy of π_ref on the same pairs in the same order. Every
+3. Offline methods (CoPG, DPO, IPO) learn from one dataset of pairs: two completions per
+   prompt sampled from π_ref, scored by the reward. CoPG learns from the rewards (CoPG
+   Alg. 1); DPO and IPO from the preference p = 1[R(y1) > R(y2)] (½ for ties).
+4. Online methods generate each step's completions with :func:`llm.mixture_generate`, as
+   their :attr:`bandit.Method.sampling` says: online IPO (IPO-MD Alg. 2) and RLOO (CoPG
+   Prop. 2) from π; IPO-MD (Alg. 3) both from the geometric mixture π^(1−β)·π_ref^β
+   (β = ``--mixture``); Nash-MD-PG (§2.6) one from π and one from the mixture. They are
+   scored by the same reward (the preference methods by the preference above).
+5. Every method trains a copy of π_ref with its loss, :func:`llm.method_loss`. Every
    ``--eval-every`` steps we sample fresh completions for held-out prompts and record their
    mean reward and the Monte-Carlo KL(π‖π_ref) = E_{y∼π}[log π(y) − log π_ref(y)].
-5. Writes ``<out>/llm_demo.png`` and ``.pdf`` with ``llm_demo.json`` (the curves) beside.
+6. ``--seeds`` replicates (seeds ``--seed``, ``--seed`` + 1, …) redraw the offline pairs,
+   the batch order and the online samples from the same π_ref; the figure shows their mean
+   ± 1 sd.
+7. Writes ``<out>/llm_demo.png`` and ``.pdf`` with ``llm_demo.json`` (the curves) beside.
 
 The tiny model is a GPT-2 built from a ``transformers`` config with random weights and a
 character vocabulary. ``--model`` loads a local checkpoint and its tokenizer instead
-(``local_files_only``: nothing is downloaded).
+(``local_files_only``: nothing is downloaded), its weights from safetensors only (a pickle
+checkpoint is refused: unpickling can run code).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +46,42 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bandit.cli import ArgumentParser, cli, nonneg_int, positive_int
+from bandit.cli import (
+    ArgumentParser,
+    cli,
+    float_in,
+    int_in,
+    method_list,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    torch_device,
+)
+from bandit.methods import get_method
 from bandit.outputs import new_figure, save_outputs
-from bandit.validation import ValidationError, check_positive
+from bandit.validation import ValidationError
 
 from . import losses
 from .logps import sequence_logps
 from .sampling import mixture_generate
 
-METHODS = ("copg", "dpo", "ipo")
-_LABELS = {"copg": "CoPG", "dpo": "DPO", "ipo": "IPO"}
+OFFLINE = ("copg", "dpo", "ipo")
+ONLINE = ("online_ipo", "ipo_md", "nash_md_pg", "rloo")
+#: The methods the demo trains by default.
+METHODS = OFFLINE + ONLINE
+_LABELS = {
+    "copg": "CoPG",
+    "dpo": "DPO",
+    "ipo": "IPO",
+    "online_ipo": "online IPO",
+    "ipo_md": "IPO-MD",
+    "nash_md_pg": "Nash-MD-PG",
+    "rloo": "RLOO",
+}
 _DIGITS = "0123456789"
+#: The tiny model's context holds a prompt of d digits and "=", then an answer of up to
+#: d + 1 tokens and EOS: 2d + 3 <= 64.
+MAX_DIGITS = 20
 
 
 # --- the task ----------------------------------------------------------------------------
@@ -102,6 +138,8 @@ class HFTokenizer:
             raise ValidationError("--model: the tokenizer has no EOS token")
         self.eos_id = int(tok.eos_token_id)
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        if any(not self.encode(c) for c in _DIGITS + "="):
+            raise ValidationError("--model: its tokenizer does not encode the digits and '='")
 
     def encode(self, text: str) -> list[int]:
         return list(self.tok.encode(text, add_special_tokens=False))
@@ -110,17 +148,35 @@ class HFTokenizer:
         return self.tok.decode([i for i in ids if i != self.eos_id], skip_special_tokens=True)
 
 
+def _load_checkpoint(path: str) -> tuple[torch.nn.Module, Any]:
+    """A local checkpoint and its tokenizer, the weights from safetensors only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(path)
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.glob("*.bin")) + sorted(
+            p.name for p in folder.glob("*.pt")
+        )
+        found = f"only pickle weights ({', '.join(pickles)})" if pickles else "no weights"
+        raise ValidationError(
+            f"--model {path}: the checkpoint has {found}; the demo loads safetensors only "
+            "(re-save it with model.save_pretrained(DIR))"
+        )
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, use_safetensors=True
+        )
+    except (OSError, ValueError, KeyError, TypeError) as e:  # what transformers raises
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValidationError(f"--model {path}: cannot load a local checkpoint ({first})") from None
+    return model, HFTokenizer(tok)
+
+
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, Any]:
     """The tiny random GPT-2 (default) or a local checkpoint (``--model``)."""
     if args.model:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            tok = AutoTokenizer.from_pretrained(args.model, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(args.model, local_files_only=True)
-        except OSError as e:
-            raise ValidationError(f"--model {args.model!r}: no local checkpoint ({e})") from None
-        return model, HFTokenizer(tok)
+        return _load_checkpoint(args.model)
     from transformers import GPT2Config, GPT2LMHeadModel
 
     tok = CharTokenizer()
@@ -185,15 +241,18 @@ def seq_logps(model: torch.nn.Module, b: Batch) -> torch.Tensor:
     return sequence_logps(logits, b.ids, b.completion)
 
 
-def sample(model, tok, prompts: list[str], args, gen: torch.Generator) -> tuple[Batch, list[str]]:
-    """One completion per prompt from the model; returns the batch and decoded answers."""
+def sample(
+    policy, ref, tok, prompts: list[str], args, gen: torch.Generator, mixture: float = 0.0
+) -> tuple[Batch, list[str]]:
+    """One completion per prompt from π^(1−m)·π_ref^m (m = ``mixture``; 0: the policy);
+    returns the batch and the decoded answers."""
     ids, attn = encode_prompts(tok, prompts)
     s = mixture_generate(
-        model,
-        model,
+        policy,
+        ref,
         ids.to(args.device),
         attn.to(args.device),
-        mixture=0.0,
+        mixture=mixture,
         max_new_tokens=args.max_new_tokens,
         eos_token_id=tok.eos_id,
         pad_token_id=tok.pad_id,
@@ -215,6 +274,18 @@ def pad_to(b: Batch, L: int, pad_id: int) -> Batch:
     return Batch(
         f(b.ids, (0, extra), value=pad_id), f(b.attn, (0, extra)), f(b.completion, (0, extra))
     )
+
+
+def cat_batches(batches: Sequence[Batch], pad_id: int) -> Batch:
+    """Rows of several batches in one, right-padded to one length."""
+    L = max(b.ids.shape[1] for b in batches)
+    padded = [pad_to(b, L, pad_id) for b in batches]
+    return Batch(*(torch.cat([getattr(b, f) for b in padded]) for f in Batch.__annotations__))
+
+
+def preference_of(rewards: torch.Tensor) -> torch.Tensor:
+    """p(y1 ≻ y2) = 1[R(y1) > R(y2)], ½ for ties, from (G, 2) rewards."""
+    return (rewards[:, 0] > rewards[:, 1]).float() + 0.5 * (rewards[:, 0] == rewards[:, 1]).float()
 
 
 # --- the pipeline -------------------------------------------------------------------------
@@ -239,7 +310,7 @@ def evaluate(model, ref, tok, prompts: list[str], args) -> tuple[float, float]:
     """Mean reward of fresh samples and the Monte-Carlo KL(π‖π_ref) on them."""
     model.eval()
     gen = torch.Generator(device=args.device).manual_seed(args.seed + 1)
-    b, answers = sample(model, tok, prompts, args, gen)
+    b, answers = sample(model, model, tok, prompts, args, gen)
     reward = float(np.mean([sort_reward(p, a) for p, a in zip(prompts, answers, strict=True)]))
     kl = float((seq_logps(model, b) - seq_logps(ref, b)).mean())
     model.train()
@@ -247,88 +318,135 @@ def evaluate(model, ref, tok, prompts: list[str], args) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def offline_pairs(ref, tok, args, rng: np.random.Generator) -> dict[str, Any]:
-    """Two samples from π_ref per prompt, scored by the reward; plus π_ref's log-probs."""
-    prompts = make_prompts(rng, args.pairs, args.digits)
-    gen = torch.Generator(device=args.device).manual_seed(args.seed + 2)
+def scored_completions(
+    policy, ref, tok, prompts: list[str], args, gen: torch.Generator, mixtures: Sequence[float]
+) -> dict[str, Any]:
+    """k = len(mixtures) completions per prompt, the j-th from π^(1−m_j)·π_ref^(m_j), scored
+    by the reward: the rows of all k batches (completion j of prompt i at row j·G + i),
+    (G, k) rewards and preference (k = 2), and π_ref's (G, k) log-probs."""
     batches, rewards = [], []
-    for _ in range(2):
-        b, answers = sample(ref, tok, prompts, args, gen)
+    for m in mixtures:
+        b, answers = sample(policy, ref, tok, prompts, args, gen, mixture=m)
         batches.append(b)
         rewards.append([sort_reward(p, a) for p, a in zip(prompts, answers, strict=True)])
-    L = max(b.ids.shape[1] for b in batches)
-    b1, b2 = (pad_to(b, L, tok.pad_id) for b in batches)
-    R = torch.tensor(rewards, dtype=torch.float32, device=args.device).T  # (N, 2)
-    pref = (R[:, 0] > R[:, 1]).float() + 0.5 * (R[:, 0] == R[:, 1]).float()
-    ref_lp = torch.stack([seq_logps(ref, b1), seq_logps(ref, b2)], -1)
-    return {"b1": b1, "b2": b2, "rewards": R, "preference": pref, "ref_logps": ref_lp}
+    both = cat_batches(batches, tok.pad_id)
+    R = torch.tensor(rewards, dtype=torch.float32, device=args.device).T  # (G, k)
+    k = len(mixtures)
+    return {
+        "rows": both,
+        "rewards": R,
+        "preference": preference_of(R) if k == 2 else None,
+        "ref_logps": seq_logps(ref, both).reshape(k, -1).T,
+    }
 
 
-def pair_loss(method: str, model, data: dict, idx: torch.Tensor, beta: float) -> torch.Tensor:
-    b1, b2 = data["b1"], data["b2"]
-    both = Batch(
-        *(torch.cat([getattr(b1, f)[idx], getattr(b2, f)[idx]]) for f in Batch.__annotations__)
-    )
-    lp = seq_logps(model, both).reshape(2, -1).T  # (G, 2)
-    ref = data["ref_logps"][idx]
+def offline_pairs(ref, tok, args, rng: np.random.Generator, seed: int) -> dict[str, Any]:
+    """Two samples from π_ref per prompt, scored by the reward; plus π_ref's log-probs."""
+    prompts = make_prompts(rng, args.pairs, args.digits)
+    gen = torch.Generator(device=args.device).manual_seed(seed + 2)
+    return scored_completions(ref, ref, tok, prompts, args, gen, (0.0, 0.0))
+
+
+def _rows(data: dict[str, Any], idx: torch.Tensor) -> Batch:
+    """The rows of the pairs ``idx`` of :func:`scored_completions`' data, completion-major."""
+    G = data["rewards"].shape[0]
+    k = data["rewards"].shape[1]
+    rows = torch.cat([idx + j * G for j in range(k)])
+    return Batch(*(getattr(data["rows"], f)[rows] for f in Batch.__annotations__))
+
+
+def method_step_loss(method: str, model, data: dict[str, Any], idx: torch.Tensor, args):
+    """The method's loss (:func:`llm.method_loss`) on the pairs ``idx`` of ``data``."""
+    k = data["rewards"].shape[1]
+    lp = seq_logps(model, _rows(data, idx)).reshape(k, -1).T  # (G, k)
+    params = {"mixture": args.mixture} if _has_param(method, "mixture") else {}
+    if _has_param(method, "k"):
+        params["k"] = k
+    pref = data["preference"]
     return losses.method_loss(
         method,
         lp,
-        ref,
+        data["ref_logps"][idx],
         rewards=data["rewards"][idx],
-        preference=data["preference"][idx],
-        beta=beta,
+        preference=None if pref is None else pref[idx],
+        beta=args.beta,
+        **params,
     )
+
+
+def _has_param(method: str, name: str) -> bool:
+    return any(p.name == name for p in get_method(method).params)
+
+
+def sampler_mixtures(method: str, mixture: float) -> tuple[float, float]:
+    """Where an online method's two completions come from (:attr:`bandit.Method.sampling`):
+    the mixture coefficient of each, 0 being the policy itself."""
+    sampling = get_method(method).sampling
+    if sampling == "policy":
+        return (0.0, 0.0)
+    if sampling == "mixture":
+        return (mixture, mixture)
+    if sampling == "policy_vs_mixture":
+        return (0.0, mixture)
+    raise ValidationError(f"method {method!r}: sampling {sampling!r} is not an online sampler")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m llm.demo",
-        description="Offline CoPG, DPO and IPO on a tiny causal LM that learns to sort digits.",
+        description=(
+            "Offline (CoPG, DPO, IPO) and online (online IPO, IPO-MD, Nash-MD-PG, RLOO) "
+            "methods on a tiny causal LM that learns to sort digits."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
-        "--steps", type=positive_int, default=300, help="training steps per method (300)"
+        "--methods",
+        type=method_list(),
+        default=METHODS,
+        help="comma-separated methods, offline or online",
     )
+    p.add_argument("--seeds", type=positive_int, default=3, help="replicates (mean ± sd)")
+    p.add_argument("--steps", type=positive_int, default=30, help="training steps per method")
+    p.add_argument("--warmup-steps", type=positive_int, default=200, help="SFT steps for π_ref")
+    p.add_argument("--pairs", type=positive_int, default=256, help="offline pairs per seed")
+    p.add_argument("--batch", type=positive_int, default=32, help="pairs (SFT: demos) per step")
+    p.add_argument("--beta", type=positive_float, default=0.1, help="KL strength β")
     p.add_argument(
-        "--warmup-steps", type=positive_int, default=300, help="SFT steps for π_ref (300)"
+        "--mixture",
+        type=float_in(0.0, 1.0),
+        default=0.5,
+        help="IPO-MD's and Nash-MD-PG's β of the mixture π^(1−β)·π_ref^β",
     )
-    p.add_argument(
-        "--pairs", type=positive_int, default=1024, help="offline pairs in the dataset (1024)"
-    )
-    p.add_argument(
-        "--batch", type=positive_int, default=64, help="pairs (SFT: demos) per step (64)"
-    )
-    p.add_argument("--beta", type=float, default=0.1, help="KL strength β for all methods")
-    p.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (3e-4)")
-    p.add_argument("--warmup-lr", type=float, default=3e-3, help="SFT learning rate (3e-3)")
-    p.add_argument("--digits", type=positive_int, default=4, help="digits per prompt (4)")
-    p.add_argument(
-        "--eval-every", type=positive_int, default=25, help="steps between evaluations (25)"
-    )
-    p.add_argument("--eval-prompts", type=positive_int, default=256, help="held-out prompts (256)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (0)")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--warmup-lr", type=positive_float, default=3e-3, help="SFT learning rate")
+    p.add_argument("--digits", type=int_in(1, MAX_DIGITS), default=4, help="digits per prompt")
+    p.add_argument("--eval-every", type=positive_int, default=10, help="steps between evaluations")
+    p.add_argument("--eval-prompts", type=positive_int, default=64, help="held-out prompts")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed of the first replicate")
     p.add_argument("--model", default=None, help="a local causal-LM checkpoint (no download)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", type=torch_device, default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument(
         "--threads",
-        type=positive_int,
+        type=int_in(1, os.cpu_count() or 1),
         default=1,
-        help="CPU threads (1: the model is tiny, and one thread is fastest on a shared machine)",
+        help="CPU threads, at most this machine's cores (1: the model is tiny, and one "
+        "thread is fastest on a shared machine)",
     )
-    p.add_argument("--out", default="figures", help="output folder (figures)")
+    p.add_argument("--out", default="figures", help="output folder")
     return p
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.batch > args.pairs:
+    """What the argument types cannot check alone."""
+    args.methods = tuple(args.methods)
+    if args.batch > args.pairs and any(get_method(m).offline for m in args.methods):
         raise ValidationError(f"--batch {args.batch} exceeds --pairs {args.pairs}")
-    check_positive("--beta", args.beta)
-    check_positive("--lr", args.lr)
-    check_positive("--warmup-lr", args.warmup_lr)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValidationError(f"--device {args.device}: CUDA is not available on this machine")
-    if not args.device.startswith(("cpu", "cuda")):
-        raise ValidationError(f"--device must be cpu or cuda, got {args.device!r}")
+    for m in args.methods:
+        if get_method(m).n_completions(get_method(m).check_params({})) != 2:
+            raise ValidationError(f"--methods: {m!r} needs other than 2 completions per prompt")
     args.max_new_tokens = args.digits + 2
 
 
@@ -339,16 +457,18 @@ class DemoResult:
     Attributes:
       config: the options it ran with.
       ref_reward: mean reward of π_ref's fresh samples.
-      dataset: mean reward and tie fraction of the offline pairs.
-      curves: per method, the evaluation steps and their reward and KL(π‖π_ref), and the
-        loss of every step.
-      final: per method, the last reward and KL.
+      dataset: over the seeds' offline pairs, the mean reward and tie fraction.
+      curves: per method, the evaluation steps, the mean and sd over seeds of the reward and
+        KL(π‖π_ref) at each, and the mean loss of every step.
+      runs: per method, each seed's reward and KL curves.
+      final: per method, the last reward and KL (mean and sd over seeds).
     """
 
     config: dict[str, Any]
     ref_reward: float
     dataset: dict[str, float]
     curves: dict[str, dict[str, list[float]]]
+    runs: dict[str, list[dict[str, list[float]]]]
     final: dict[str, dict[str, float]]
 
     def to_json(self) -> dict[str, Any]:
@@ -357,21 +477,27 @@ class DemoResult:
 
 
 def plot(result: DemoResult | dict[str, Any]):
-    """Reward and KL against training steps, per method."""
+    """Reward and KL against training steps, per method: mean ± 1 sd over seeds."""
     result = result.to_json() if isinstance(result, DemoResult) else result
-    fig = new_figure(figsize=(9, 3.4))
+    fig = new_figure(figsize=(10, 3.8))
     ax_r, ax_kl = fig.subplots(1, 2)
-    for m in METHODS:
-        c = result["curves"][m]
-        ax_r.plot(c["step"], c["reward"], marker="o", ms=3, label=_LABELS[m])
-        ax_kl.plot(c["step"], c["kl"], marker="o", ms=3, label=_LABELS[m])
-    ax_r.axhline(result["ref_reward"], color="grey", ls="--", lw=1, label="π_ref")
-    ax_r.set(xlabel="training step", ylabel="mean reward of fresh samples", ylim=(0, 1.02))
+    for i, (m, c) in enumerate(result["curves"].items()):
+        style = {"color": f"C{i}", "ls": "-" if get_method(m).offline else "--"}
+        x = np.asarray(c["step"])
+        for ax, key in ((ax_r, "reward"), (ax_kl, "kl")):
+            mean, sd = np.asarray(c[key]), np.asarray(c[f"{key}_sd"])
+            ax.plot(x, mean, marker="o", ms=2.5, label=_LABELS.get(m, m), **style)
+            ax.fill_between(x, mean - sd, mean + sd, color=style["color"], alpha=0.15, lw=0)
+    ax_r.axhline(result["ref_reward"], color="grey", ls=":", lw=1, label="π_ref")
+    ax_r.set(xlabel="training step", ylabel="mean reward of fresh samples")
     ax_kl.set(xlabel="training step", ylabel="KL(π ‖ π_ref) (Monte Carlo)")
-    ax_r.legend(frameon=False)
+    ax_r.legend(frameon=False, fontsize=7, ncol=2)
+    cfg = result["config"]
     fig.suptitle(
-        f"Sorting {result['config']['digits']} digits: offline pairs from π_ref, "
-        f"β = {result['config']['beta']:g}"
+        f"Sorting {cfg['digits']} digits, β = {cfg['beta']:g}: offline (solid) from π_ref's "
+        f"pairs, online (dashed, mixture β = {cfg['mixture']:g}); "
+        f"mean ± sd over {cfg['seeds']} seeds",
+        fontsize=9,
     )
     fig.tight_layout()
     return fig
@@ -387,17 +513,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = compute(args)
     finally:
         torch.set_num_threads(threads)
-    out = Path(args.out)
-    save_outputs(out, "llm_demo", plot(result), result.to_json())
-    for m in METHODS:
-        f = result.final[m]
-        print(f"  {m:5s} reward {result.ref_reward:.3f} -> {f['reward']:.3f}   KL {f['kl']:.3f}")
+    save_outputs(Path(args.out), "llm_demo", plot(result), result.to_json())
+    for m, f in result.final.items():
+        print(
+            f"  {m:10s} reward {result.ref_reward:.3f} -> {f['reward']:.3f} ± {f['reward_sd']:.3f}"
+            f"   KL {f['kl']:.3f}"
+        )
     return 0
+
+
+def _train(
+    method: str, ref, tok, args, data, eval_prompts, seed: int, ref_reward: float, bar
+) -> dict[str, list]:
+    """One method, one seed: its evaluations and per-step losses.
+
+    Step 0 is π_ref itself (the policy is its copy, and every evaluation draws the same
+    random numbers): its reward is π_ref's and its KL exactly 0, so it is not sampled again.
+    """
+    policy = copy.deepcopy(ref).train()
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
+    c: dict[str, list] = {"step": [0], "reward": [ref_reward], "kl": [0.0], "loss": []}
+    m = get_method(method)
+    if m.offline:
+        order = np.random.default_rng(seed + 3)
+        batches = [order.choice(args.pairs, args.batch, replace=False) for _ in range(args.steps)]
+    else:
+        prompt_rng = np.random.default_rng(seed + 4)
+        gen = torch.Generator(device=args.device).manual_seed(seed + 5)
+        mixtures = sampler_mixtures(method, args.mixture)
+    for step in range(args.steps + 1):
+        if step > 0 and (step % args.eval_every == 0 or step == args.steps):
+            r, kl = evaluate(policy, ref, tok, eval_prompts, args)
+            c["step"].append(step)
+            c["reward"].append(r)
+            c["kl"].append(kl)
+            bar.update()
+        if step == args.steps:
+            break
+        if m.offline:
+            step_data, idx = data, torch.as_tensor(batches[step], device=args.device)
+        else:  # this step's completions, from sg[π] or the mixture
+            policy.eval()
+            prompts = make_prompts(prompt_rng, args.batch, args.digits)
+            step_data = scored_completions(policy, ref, tok, prompts, args, gen, mixtures)
+            idx = torch.arange(args.batch, device=args.device)
+            policy.train()
+        loss = method_step_loss(method, policy, step_data, idx, args)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        c["loss"].append(float(loss.detach()))
+        bar.update()
+        bar.set_postfix(method=method, seed=seed)
+    return c
+
+
+def _n_evals(args: argparse.Namespace) -> int:
+    """Evaluations of one run after step 0."""
+    return len([s for s in range(1, args.steps + 1) if s % args.eval_every == 0 or s == args.steps])
 
 
 def compute(args: argparse.Namespace | None = None, **options: Any) -> DemoResult:
     """Run the demo: the CLI's options as ``args`` (parsed) or as keywords, e.g.
-    ``compute(steps=50, digits=3)``; the others take the CLI's defaults."""
+    ``compute(steps=50, digits=3, methods=("copg", "online_ipo"))``; the others take the
+    CLI's defaults."""
     if args is None:
         args = _parser().parse_args([])
         for k, v in options.items():
@@ -412,52 +593,53 @@ def compute(args: argparse.Namespace | None = None, **options: Any) -> DemoResul
     eval_prompts = make_prompts(
         np.random.default_rng(args.seed + 10**6), args.eval_prompts, args.digits
     )
-    n_evals = args.steps // args.eval_every + 1
-    total = args.warmup_steps + 2 + len(METHODS) * (args.steps + n_evals)
+    seeds = [args.seed + r for r in range(args.seeds)]
+    offline = any(get_method(m).offline for m in args.methods)
+    per_run = args.steps + _n_evals(args)
+    total = args.warmup_steps + 1 + len(seeds) * (offline + len(args.methods) * per_run)
+    runs: dict[str, list[dict[str, list]]] = {m: [] for m in args.methods}
+    rewards, ties = [], []
     with tqdm(total=total, desc="llm demo", unit="step") as bar:
         warm_up(model, tok, args, rng, bar)
         ref = copy.deepcopy(model).eval()
         for p in ref.parameters():
             p.requires_grad_(False)
-        data = offline_pairs(ref, tok, args, rng)
-        bar.update(2)
         ref_reward, _ = evaluate(ref, ref, tok, eval_prompts, args)
-        curves = {}
-        order = np.random.default_rng(args.seed + 3)
-        batches = [order.choice(args.pairs, args.batch, replace=False) for _ in range(args.steps)]
-        for method in METHODS:
-            policy = copy.deepcopy(ref).train()
-            for p in policy.parameters():
-                p.requires_grad_(True)
-            opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
-            c = {"step": [], "reward": [], "kl": [], "loss": []}
-            for step in range(args.steps + 1):
-                if step % args.eval_every == 0:
-                    r, kl = evaluate(policy, ref, tok, eval_prompts, args)
-                    c["step"].append(step)
-                    c["reward"].append(r)
-                    c["kl"].append(kl)
-                    bar.update()
-                if step == args.steps:
-                    break
-                idx = torch.as_tensor(batches[step], device=args.device)
-                loss = pair_loss(method, policy, data, idx, args.beta)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                c["loss"].append(float(loss.detach()))
+        bar.update()
+        for seed in seeds:
+            data = None
+            if offline:
+                data = offline_pairs(ref, tok, args, np.random.default_rng(seed + 6), seed)
+                rewards.append(float(data["rewards"].mean()))
+                ties.append(float((data["rewards"][:, 0] == data["rewards"][:, 1]).float().mean()))
                 bar.update()
-                bar.set_postfix(method=method)
-            curves[method] = c
+            for method in args.methods:
+                torch.manual_seed(seed)
+                runs[method].append(
+                    _train(method, ref, tok, args, data, eval_prompts, seed, ref_reward, bar)
+                )
+    ddof = 1 if len(seeds) > 1 else 0
+    curves, final = {}, {}
+    for m, rs in runs.items():
+        c: dict[str, list[float]] = {"step": rs[0]["step"]}
+        for key in ("reward", "kl"):
+            a = np.array([r[key] for r in rs])
+            c[key], c[f"{key}_sd"] = a.mean(0).tolist(), a.std(0, ddof=ddof).tolist()
+        c["loss"] = np.mean([r["loss"] for r in rs], axis=0).tolist()
+        curves[m] = c
+        final[m] = {k: c[k][-1] for k in ("reward", "reward_sd", "kl", "kl_sd")}
+    config = {k: v for k, v in vars(args).items() if k not in ("out", "threads")}
+    config["methods"] = list(args.methods)
     return DemoResult(
-        config={k: v for k, v in vars(args).items() if k not in ("out", "threads")},
+        config=config,
         ref_reward=ref_reward,
         dataset={
-            "mean_reward": float(data["rewards"].mean()),
-            "tie_fraction": float((data["rewards"][:, 0] == data["rewards"][:, 1]).float().mean()),
+            "mean_reward": float(np.mean(rewards)) if rewards else float("nan"),
+            "tie_fraction": float(np.mean(ties)) if ties else float("nan"),
         },
         curves=curves,
-        final={m: {"reward": curves[m]["reward"][-1], "kl": curves[m]["kl"][-1]} for m in METHODS},
+        runs={m: [{k: r[k] for k in ("reward", "kl")} for r in rs] for m, rs in runs.items()},
+        final=final,
     )
 
 

@@ -1,5 +1,5 @@
-"""The end-to-end demo, shortened: it runs, writes figure and JSON, is reproducible, and
-rejects bad input with one line."""
+"""The end-to-end demo, shortened: offline and online methods over seeds; it runs, writes
+figure and JSON, is reproducible, and rejects bad input with one line."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llm import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = [
-    "--steps", "4", "--warmup-steps", "6", "--pairs", "24", "--batch", "8",
-    "--eval-every", "2", "--eval-prompts", "16", "--digits", "3",
+    "--steps", "4", "--warmup-steps", "4", "--pairs", "8", "--batch", "4",
+    "--eval-every", "2", "--eval-prompts", "8", "--digits", "3", "--seeds", "2",
 ]  # fmt: skip
+#: One offline method and the online sampler that uses both π and the mixture.
+FEW = ["--methods", "copg,nash_md_pg"]
 
 
 def test_sort_reward_is_the_three_unit_tests():
@@ -27,26 +30,84 @@ def test_sort_reward_is_the_three_unit_tests():
     assert demo.sort_reward("3142", "91") == pytest.approx(0.0)
 
 
-def test_short_demo_writes_outputs_and_is_reproducible(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    assert demo.run([*SHORT, "--out", str(a)]) == 0
-    assert demo.run([*SHORT, "--out", str(b)]) == 0
+def test_every_method_over_seeds(tmp_path):
+    """Every default method, offline and online, over 2 seeds: curves are the seeds' mean,
+    bands their sd."""
+    assert demo.run([*SHORT, "--out", str(tmp_path)]) == 0
     for ext in ("png", "pdf", "json"):
-        assert (a / f"llm_demo.{ext}").stat().st_size > 0
-    ja, jb = ((p / "llm_demo.json").read_text() for p in (a, b))
-    assert ja == jb  # same seed, same bytes
-    res = json.loads(ja)
+        assert (tmp_path / f"llm_demo.{ext}").stat().st_size > 0
+    res = json.loads((tmp_path / "llm_demo.json").read_text())
+    assert res["config"]["methods"] == list(demo.METHODS)
+    assert sorted(res["curves"]) == sorted(demo.METHODS)  # (the JSON sorts its keys)
+    assert set(demo.ONLINE) <= set(res["curves"])
     for m in demo.METHODS:
         c = res["curves"][m]
         assert c["step"] == [0, 2, 4]
         assert len(c["loss"]) == 4
-        # At step 0 every policy is π_ref: same samples, same reward, KL exactly 0.
-        assert c["reward"][0] == res["ref_reward"]
-        assert c["kl"][0] == 0.0
+        assert c["reward"][0] == res["ref_reward"] and c["kl"][0] == 0.0  # step 0 is π_ref
+        runs = res["runs"][m]
+        assert len(runs) == 2
+        r = np.array([run["reward"] for run in runs])
+        assert np.allclose(c["reward"], r.mean(0)) and np.allclose(c["reward_sd"], r.std(0, ddof=1))
+        assert res["final"][m]["reward"] == c["reward"][-1]
+    # The seeds differ (negative control of the bands: identical seeds would give sd 0).
+    assert any(max(res["curves"][m]["kl_sd"][1:]) > 0 for m in demo.METHODS)
     assert 0.0 <= res["dataset"]["mean_reward"] <= 1.0
+
+
+def test_short_demo_is_reproducible(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert demo.run([*SHORT, *FEW, "--out", str(a)]) == 0
+    assert demo.run([*SHORT, *FEW, "--out", str(b)]) == 0
+    ja, jb = ((p / "llm_demo.json").read_text() for p in (a, b))
+    assert ja == jb  # same seed, same bytes
     # Negative control: another seed gives other data.
-    assert demo.run([*SHORT, "--seed", "1", "--out", str(b)]) == 0
+    assert demo.run([*SHORT, *FEW, "--seed", "1", "--out", str(b)]) == 0
     assert (b / "llm_demo.json").read_text() != ja
+
+
+def test_step_zero_is_pi_ref():
+    """The step-0 point of every curve is π_ref's own evaluation (not sampled again): a copy
+    of π_ref evaluates to the same reward and to KL exactly 0."""
+    import copy
+
+    import torch
+
+    args = demo._parser().parse_args(["--digits", "3", "--eval-prompts", "16"])
+    demo._check(args)
+    torch.manual_seed(0)
+    ref, tok = demo.build_model(args)
+    prompts = demo.make_prompts(np.random.default_rng(0), 16, 3)
+    r_ref, _ = demo.evaluate(ref, ref, tok, prompts, args)
+    r, kl = demo.evaluate(copy.deepcopy(ref), ref, tok, prompts, args)
+    assert r == r_ref and kl == 0.0
+    # Negative control: a perturbed copy has a positive KL.
+    moved = copy.deepcopy(ref)
+    with torch.no_grad():
+        for p in moved.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    assert demo.evaluate(moved, ref, tok, prompts, args)[1] != 0.0
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("online_ipo", (0.0, 0.0)),
+        ("rloo", (0.0, 0.0)),
+        ("ipo_md", (0.3, 0.3)),
+        ("nash_md_pg", (0.0, 0.3)),
+    ],
+)
+def test_online_samplers_follow_the_method(method, expected):
+    """Where each online method's completions come from is bandit's Method.sampling."""
+    assert demo.sampler_mixtures(method, 0.3) == expected
+
+
+def test_online_only_run_needs_no_offline_data(tmp_path):
+    argv = [*SHORT, "--methods", "nash_md_pg", "--seeds", "1", "--pairs", "1"]
+    assert demo.run([*argv, "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "llm_demo.json").read_text())
+    assert list(res["curves"]) == ["nash_md_pg"] and res["dataset"]["mean_reward"] is None
 
 
 def test_local_checkpoint_via_model_flag(tmp_path):
@@ -64,24 +125,47 @@ def test_local_checkpoint_via_model_flag(tmp_path):
     model.save_pretrained(ckpt)
     hf.save_pretrained(ckpt)
     out = tmp_path / "out"
-    assert demo.run([*SHORT, "--model", str(ckpt), "--out", str(out)]) == 0
+    assert demo.run([*SHORT, *FEW, "--seeds", "1", "--model", str(ckpt), "--out", str(out)]) == 0
     assert json.loads((out / "llm_demo.json").read_text())["config"]["model"] == str(ckpt)
+
+
+def test_pickle_checkpoint_is_refused_with_one_line(tmp_path, capsys):
+    """A checkpoint with only pickle weights (unpickling can run code) is refused before
+    anything is loaded; the same folder with safetensors loads (test above)."""
+    import torch
+
+    args = demo._parser().parse_args([])
+    model, _ = demo.build_model(args)
+    ckpt = tmp_path / "pickle"
+    ckpt.mkdir()
+    model.config.save_pretrained(ckpt)
+    torch.save(model.state_dict(), ckpt / "pytorch_model.bin")
+    assert demo.run([*SHORT, "--model", str(ckpt), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pytorch_model.bin" in err[0] and "safetensors" in err[0]
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
     ("argv", "msg"),
     [
         (["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
-        (["--beta", "-1"], "--beta must be finite and > 0"),
+        (["--beta", "-1"], "argument --beta: expected a finite number > 0, got -1"),
+        (["--lr", "nan"], "argument --lr: expected a finite number > 0, got nan"),
+        (["--mixture", "1.5"], "argument --mixture: expected a number in [0, 1], got 1.5"),
+        (["--digits", "100"], f"argument --digits: expected an integer <= {demo.MAX_DIGITS}"),
+        (["--threads", "100000"], "argument --threads: expected an integer <="),
+        (["--seeds", "0"], "argument --seeds: expected an integer >= 1, got 0"),
+        (["--methods", "copg,ppo"], "argument --methods"),
         (["--batch", "99", "--pairs", "10"], "exceeds --pairs"),
-        (["--device", "tpu"], "--device must be cpu or cuda"),
+        (["--device", "tpu"], "argument --device: expected cpu, cuda or cuda:N, got 'tpu'"),
         (["--model", "/nonexistent/ckpt"], "--model"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, msg, capsys):
     assert demo.run(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and msg in err[0]
+    assert len(err) == 1 and msg in err[0], err
 
 
 def test_help_runs():
