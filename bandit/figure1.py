@@ -494,8 +494,12 @@ def _methods(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated methods, got {text!r}")
     for v in names:
         if v not in OFFLINE_METHODS:
+            from .methods import METHODS
+
+            what = "an online method" if v in METHODS else "unknown method"
             raise argparse.ArgumentTypeError(
-                f"{v!r} is not an offline method; expected some of {', '.join(OFFLINE_METHODS)}"
+                f"{what} {v!r}, not an offline method; expected some of "
+                f"{', '.join(OFFLINE_METHODS)}"
             )
     twice = sorted({v for v in names if names.count(v) > 1})
     if twice:

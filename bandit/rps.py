@@ -375,8 +375,8 @@ def _matrix(text: str) -> NDArray[np.float64]:
             M = real_array(
                 "--matrix", [[float(v) for v in r.replace(",", " ").split()] for r in rows]
             )
-    except ValidationError:
-        raise
+    except ValidationError as e:  # ragged, strings, complex: name what was read
+        raise ValidationError(f"--matrix: cannot read a matrix of numbers ({e})") from None
     except RecursionError:  # JSON nested thousands deep
         raise ValidationError("--matrix: cannot read a matrix: nested too deeply") from None
     except (ValueError, TypeError) as e:
