@@ -34,6 +34,7 @@ from .methods import (
 from .policy import geometric_mixture, kl, log_softmax
 from .prepare import Prepared, Tables, prepare, tables
 from .problems import Bandit, OfflineData, PreferenceGame
+from .sources import DemoReplay, MuMixture, Offline, Online, Replay, Source
 from .validation import ValidationError
 
 # Public names served lazily from JAX-backed modules: name -> module.
@@ -53,6 +54,8 @@ _LAZY = {
     "fixed_point": "fixed_points",
     "Trajectory": "dynamics",
     "exact_dynamics": "dynamics",
+    "sampled_source_dynamics": "dynamics",
+    "source_dynamics": "dynamics",
     "sampled_dynamics": "dynamics",
     "TrainConfig": "trainer",
     "minibatches": "trainer",
@@ -65,13 +68,19 @@ __all__ = [
     "OFFLINE_METHODS",
     "ONLINE_METHODS",
     "Bandit",
+    "DemoReplay",
     "GameSolution",
     "Method",
+    "MuMixture",
+    "Offline",
     "OfflineData",
+    "Online",
     "Pair",
     "Param",
     "PreferenceGame",
     "Prepared",
+    "Replay",
+    "Source",
     "Tables",
     "ValidationError",
     "best_response",
