@@ -430,3 +430,22 @@ def test_pg_on_300_actions_is_certified_quickly(method):
     moved = log_softmax(fp.log_policy + np.r_[1e-3, np.zeros(n - 1)], axis=-1)
     _, g = expected_loss_and_grad(method, bandit, moved, data)
     assert np.max(np.abs(g)) > 1e-8
+
+
+def test_fixed_point_takes_a_policy_dependent_source():
+    """bandit.fixed_point given an online or replay source solves for the fixed point of
+    (θ, buffer), as bandit.sources.fixed_point does; online IPO's and IPO's under an online
+    source coincide (the same pairs sg[π] ⊗ sg[π]) and differ from offline IPO's."""
+    from bandit import Online, Replay
+    from bandit.sources import fixed_point as source_fixed_point
+
+    b = Bandit.single([2.5, 2.0, 1.0], 0.5)
+    online = fixed_point("ipo", b, Online())
+    assert online.residual < 1e-10
+    np.testing.assert_allclose(
+        online.log_policy, source_fixed_point("ipo", b, Online()).log_policy, atol=1e-12
+    )
+    replay = fixed_point("ipo", b, Replay(last=4))
+    np.testing.assert_allclose(replay.log_policy, online.log_policy, atol=1e-9)
+    offline = fixed_point("ipo", b, OfflineData([0.1, 0.2, 0.7], [0.05, 0.05, 0.9]))
+    assert np.abs(offline.log_policy - online.log_policy).max() > 1e-3

@@ -108,7 +108,9 @@ def fixed_point(
       method: a :class:`~bandit.methods.Method` or a name from :data:`bandit.METHODS`.
       problem: a :class:`Bandit` or :class:`PreferenceGame` (π_ref must have full support:
         the flow lives in the logits of h = log π/π_ref).
-      data: ``OfflineData`` (product or ``from_joint``) or a (μ1, μ2) tuple, offline methods.
+      data: ``OfflineData`` (product or ``from_joint``) or a (μ1, μ2) tuple, offline methods;
+        or any :class:`~bandit.sources.Source` (online, replay, ...), which
+        :func:`bandit.sources.fixed_point` then solves.
       preferences: p(y ≻ y'|x) overriding Bradley–Terry on R (preference methods).
       init: logits the flow starts from, shape (X, n); default log π_ref. It picks the fixed
         point where the data leave it free (see ``unique``).
@@ -120,6 +122,13 @@ def fixed_point(
       ValidationError: unknown method, bad data, parameters or shapes, π_ref with zeros.
     """
     prep = prepare(method, problem, data, preferences=preferences, **params)
+    if prep.dynamic_source is not None or (prep.source is not None and not prep.method.offline):
+        # The pairs follow the policy: a fixed point of (θ, buffer), bandit.sources' solver.
+        from ..sources import fixed_point as source_fixed_point
+
+        return source_fixed_point(
+            method, problem, data, preferences=preferences, init=init, **params
+        )
     log_ref = np.asarray(prep.tables.log_ref)
     if not np.all(np.isfinite(log_ref)):
         x, y = (int(i) for i in np.argwhere(~np.isfinite(log_ref))[0])
