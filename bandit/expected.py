@@ -217,12 +217,19 @@ def compiled_source(method: Method, **params: Any):
     return jax.jit(f), jax.jit(jax.value_and_grad(f))
 
 
+#: XLA:CPU compiles these small programs twice as fast without its fusion emitters, to
+#: bit-identical results at the same speed (checked on every method): a cold sweep of 9
+#: methods compiles in ~2 s instead of ~4.5 s on 2 cores.
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+
 @cache
 def compiled(method: Method, **params: Any):
     """(loss, value_and_grad), jitted functions of (logits, tab, joint) for one method and
     parameter set, compiled once per array shape and reused across problems and calls."""
     f = partial(expected_value, method=method, **params)
-    return jax.jit(f), jax.jit(jax.value_and_grad(f))
+    opts = COMPILER_OPTIONS
+    return jax.jit(f, compiler_options=opts), jax.jit(jax.value_and_grad(f), compiler_options=opts)
 
 
 def device_tables(prep: Prepared) -> tuple[Tables, Array | None]:

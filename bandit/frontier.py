@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.optimize
 from numpy.typing import NDArray
 
 from .cli import (
@@ -132,18 +131,51 @@ def _limits(bandit: Bandit) -> _Limits:
     )
 
 
-def _kl_star(bandit: Bandit, log_beta: float) -> float:
-    b = _at(bandit, math.exp(log_beta))
-    return float(kl_to_ref(b, optimal_policy(b)))
+def _optimal_batch(bandit: Bandit, betas: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log π*_β' for every β' of ``betas`` at once, shape (K, X, n): :func:`optimal_policy`
+    (CoPG Eq. 12) on a copy whose β is the (K, 1, 1) array, which it broadcasts."""
+    out = copy.copy(bandit)
+    object.__setattr__(out, "beta", np.asarray(betas, dtype=np.float64)[:, None, None])
+    return optimal_policy(out)
+
+
+def _kl_star(bandit: Bandit, log_beta: NDArray[np.float64]) -> NDArray[np.float64]:
+    """KL(π*_β'‖π_ref) at β' = exp(log_beta), for a vector of log β'."""
+    return np.asarray(kl_to_ref(bandit, _optimal_batch(bandit, np.exp(log_beta))))
+
+
+#: Half-width of the search for β' in log β' around log(reward scale): beyond it π*_β' is
+#: π_ref or greedy to rounding.
+_LOG_BETA_RANGE = 700.0
+
+
+def _brackets(bandit: Bandit, k: NDArray[np.float64], lim: _Limits):
+    """Per k, (lo, hi) in log β' with KL*(lo) > k ≥ KL*(hi), adjacent points of the lattice
+    log(scale) + j·log 10 (|j·log 10| ≤ 700, and β' ≥ 1e-300·max|R| so that R/β' stays
+    finite); and masks of the k beyond its ends: greedy (no KL* above k) and π_ref."""
+    step = math.log(10.0)
+    top = math.log(max(float(np.max(np.abs(bandit.rewards))), 1e-300)) + 300.0 * math.log(0.1)
+    j = np.arange(-int(_LOG_BETA_RANGE / step), int(_LOG_BETA_RANGE / step) + 1)
+    lattice = math.log(lim.scale) + step * j
+    lattice = lattice[lattice >= top]
+    kls = _kl_star(bandit, lattice)  # decreasing in log β'
+    # The last lattice point whose KL* exceeds k: the bracket's low end.
+    above = kls[None, :] > k[:, None]
+    last = np.where(above.any(axis=1), above.shape[1] - 1 - np.argmax(above[:, ::-1], axis=1), -1)
+    greedy = last < 0
+    ref = last == len(lattice) - 1
+    i = np.clip(last, 0, len(lattice) - 2)
+    return lattice[i], lattice[i + 1], greedy, ref
 
 
 def frontier_reward(bandit: Bandit, kl: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The optimal frontier at given KLs: R*(k) and β'(k) with KL(π*_β'‖π_ref) = k.
 
     R*(k) = max {E_π[R] : KL(π‖π_ref) ≤ k}, reached by π*_β' (CoPG Eq. 12), β' found by
-    Brent's method in log β' (the KL of π*_β' is strictly decreasing in β'). Ends: k ≤ 0
-    gives π_ref (β' = inf); k at or beyond KL_max = E_ρ[−log π_ref(argmax R)] gives the
-    greedy limit R* = E_ρ[max R] (β' = 0), since no policy has more reward.
+    bisection in log β' (the KL of π*_β' is strictly decreasing in β'), all k at once, to
+    the last bit of log β'. Ends: k ≤ 0 gives π_ref (β' = inf); k at or beyond
+    KL_max = E_ρ[−log π_ref(argmax R)] gives the greedy limit R* = E_ρ[max R] (β' = 0),
+    since no policy has more reward.
 
     Args:
       bandit: the (contextual) bandit; its own β is not used.
@@ -155,35 +187,33 @@ def frontier_reward(bandit: Bandit, kl: Any) -> tuple[NDArray[np.float64], NDArr
     if np.isnan(k).any():
         raise ValidationError("kl: must not be NaN")
     lim = _limits(bandit)
-    rew = np.empty(k.shape)
-    bet = np.empty(k.shape)
-    for i, kk in np.ndenumerate(k):
-        rew[i], bet[i] = _frontier_point(bandit, float(kk), lim)
-    return rew, bet
-
-
-def _frontier_point(bandit: Bandit, k: float, lim: _Limits) -> tuple[float, float]:
-    if k <= 0.0 or lim.kl_max == 0.0:
-        return lim.reward_ref, math.inf
+    flat = k.ravel()
+    rew = np.full(flat.shape, lim.reward_ref)
+    bet = np.full(flat.shape, math.inf)
+    if lim.kl_max == 0.0:
+        return rew.reshape(k.shape), bet.reshape(k.shape)
     # Within rounding of KL_max the root in β' is lost in the flat tail: the greedy limit.
-    if k >= lim.kl_max * (1.0 - 1e-13):
-        return lim.reward_max, 0.0
-
-    def f(t: float) -> float:
-        return _kl_star(bandit, t) - k
-
-    lo = hi = math.log(lim.scale)
-    while f(lo) <= 0.0:  # small β': KL near KL_max
-        lo -= math.log(10.0)
-        if lo < -700.0:
-            return lim.reward_max, 0.0
-    while f(hi) >= 0.0:  # large β': KL ~ Var(R)/(2β'²) → 0
-        hi += math.log(10.0)
-        if hi > 700.0:
-            return lim.reward_ref, math.inf
-    t = scipy.optimize.brentq(f, lo, hi, xtol=1e-14, rtol=4 * np.finfo(float).eps, maxiter=200)
-    b = _at(bandit, math.exp(t))
-    return float(expected_reward(b, optimal_policy(b))), math.exp(t)
+    greedy = flat >= lim.kl_max * (1.0 - 1e-13)
+    rew[greedy], bet[greedy] = lim.reward_max, 0.0
+    todo = np.flatnonzero((flat > 0.0) & ~greedy)
+    if todo.size:
+        kk = flat[todo]
+        lo, hi, to_greedy, to_ref = _brackets(bandit, kk, lim)
+        # Bisection keeps KL*(lo) > k ≥ KL*(hi) until no float lies strictly between them
+        # (about 55 halvings of a log 10 wide bracket); one batched KL* per step.
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            inside = (mid > lo) & (mid < hi)
+            if not inside.any():
+                break
+            up = _kl_star(bandit, mid) > kk
+            lo = np.where(inside & up, mid, lo)
+            hi = np.where(inside & ~up, mid, hi)
+        b = np.exp(0.5 * (lo + hi))
+        star = np.asarray(expected_reward(bandit, _optimal_batch(bandit, b)))
+        rew[todo] = np.where(to_greedy, lim.reward_max, np.where(to_ref, lim.reward_ref, star))
+        bet[todo] = np.where(to_greedy, 0.0, np.where(to_ref, math.inf, b))
+    return rew.reshape(k.shape), bet.reshape(k.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,17 +241,12 @@ class Frontier:
 
 def frontier(bandit: Bandit, kl_strength: Sequence[float]) -> Frontier:
     """The frontier at the given β' values (each π*_β' in closed form, CoPG Eq. 12)."""
-    betas = np.asarray(kl_strength, dtype=np.float64)
-    kls, rews = [], []
-    for b in betas:
-        bb = _at(bandit, float(b))
-        lp = optimal_policy(bb)
-        kls.append(float(kl_to_ref(bb, lp)))
-        rews.append(float(expected_reward(bb, lp)))
+    betas = np.asarray(kl_strength, dtype=np.float64).ravel()
+    lp = _optimal_batch(bandit, betas)
+    kls = np.atleast_1d(kl_to_ref(bandit, lp))
+    rews = np.atleast_1d(expected_reward(bandit, lp))
     lim = _limits(bandit)
-    return Frontier(
-        betas, np.array(kls), np.array(rews), lim.kl_max, lim.reward_max, lim.reward_ref
-    )
+    return Frontier(betas, kls, rews, lim.kl_max, lim.reward_max, lim.reward_ref)
 
 
 # --------------------------------------------------------------------------------- sweep
@@ -377,12 +402,9 @@ def sweep(
         if progress is not None:
             progress(1)
     lps_a = np.stack(lps)
-    kls = np.array(
-        [float(kl_to_ref(_at(bandit, b), lp)) for b, lp in zip(betas, lps_a, strict=True)]
-    )
-    rew = np.array(
-        [float(expected_reward(_at(bandit, b), lp)) for b, lp in zip(betas, lps_a, strict=True)]
-    )
+    # KL and E_π[R] do not depend on β: one batched evaluation over the grid.
+    kls = np.atleast_1d(kl_to_ref(bandit, lps_a))
+    rew = np.atleast_1d(expected_reward(bandit, lps_a))
     fr, fb = frontier_reward(bandit, kls)
     return Sweep(
         method=name,
@@ -640,18 +662,41 @@ def _curves(result: FrontierResult):
             i += 1
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _decades(ax: Any, axis: str) -> None:
+    """A log axis labelled 10ⁿ at its decades in plain text: matplotlib's default labels
+    are mathtext, whose parsing is most of the time saving this figure takes."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+    def label(v: float, _pos: Any) -> str:
+        e = math.log10(v) if v > 0 else math.nan
+        return "10" + str(round(e)).translate(_SUPERSCRIPT) if abs(e - round(e)) < 1e-9 else ""
+
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(LogLocator(base=10.0, numticks=12))
+    a.set_major_formatter(FuncFormatter(label))
+    a.set_minor_formatter(NullFormatter())
+    if axis == "y":  # many decades, labelled at every one or two: no minor ticks to draw
+        a.set_minor_locator(NullLocator())
+
+
 def plot(result: FrontierResult) -> Figure:
     """Reward and KL against β (exact CoPG Fig. 5), the (KL, reward) plane with the
     frontier (exact CoPG Fig. 7) and each method's deficit to it."""
     fig = new_figure(figsize=(11.0, 8.0))
+    # Fixed margins, not tight_layout: that costs a full text layout of the figure, and
+    # save_figure crops to the drawn extent anyway.
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.07, top=0.96, wspace=0.22, hspace=0.3)
     (a, b), (c, d) = fig.subplots(2, 2)
     fr = result.frontier
     betas = result.kl_strength
     star = np.interp(np.log(betas), np.log(fr.kl_strength), fr.reward)
     star_kl = np.interp(np.log(betas), np.log(fr.kl_strength), fr.kl)
-    a.plot(betas, star, color="k", lw=2.5, alpha=0.3, label=r"$\pi^*_\beta$")
-    b.plot(betas, star_kl, color="k", lw=2.5, alpha=0.3, label=r"$\pi^*_\beta$")
-    c.plot(fr.kl, fr.reward, color="k", lw=2.5, alpha=0.3, label=r"frontier $\{\pi^*_{\beta'}\}$")
+    a.plot(betas, star, color="k", lw=2.5, alpha=0.3, label="π*_β")
+    b.plot(betas, star_kl, color="k", lw=2.5, alpha=0.3, label="π*_β")
+    c.plot(fr.kl, fr.reward, color="k", lw=2.5, alpha=0.3, label="frontier {π*_β′}")
     for color, label, ls, s in _curves(result):
         a.plot(s.kl_strength, s.reward, color=color, ls=ls, label=label)
         b.plot(s.kl_strength, s.kl, color=color, ls=ls, label=label)
@@ -665,15 +710,18 @@ def plot(result: FrontierResult) -> Figure:
                    lw=0.6, label="trained, mean ± sd" if i == 0 else None)  # fmt: skip
     for ax in (a, b, d):
         ax.set_xscale("log")
+        _decades(ax, "x")
         ax.axvline(result.config.beta, color="0.6", lw=0.8, ls=":")
-        ax.set_xlabel(r"KL strength $\beta$")
-    b.set_yscale("log")
-    d.set_yscale("log")
-    a.set_ylabel(r"$E_\pi[R]$ at the fixed point")
-    b.set_ylabel(r"KL$(\pi\,\|\,\pi_{ref})$")
-    c.set_xlabel(r"KL$(\pi\,\|\,\pi_{ref})$")
-    c.set_ylabel(r"$E_\pi[R]$")
-    d.set_ylabel(r"deficit $R^*(\mathrm{KL}) - E_\pi[R]$")
+        ax.set_xlabel("KL strength β")
+    for ax in (b, d):
+        ax.set_yscale("log")
+        _decades(ax, "y")
+    kl_label = "KL(π ‖ π_ref)"
+    a.set_ylabel("E_π[R] at the fixed point")
+    b.set_ylabel(kl_label)
+    c.set_xlabel(kl_label)
+    c.set_ylabel("E_π[R]")
+    d.set_ylabel("deficit R*(KL) − E_π[R]")
     c.set_xlim(0, max(fr.kl_max, *(float(np.max(s.kl)) for *_, s in _curves(result))) * 1.05)
     a.set_title("(a) reward vs β (exact CoPG Fig. 5)", fontsize=9)
     b.set_title("(b) KL to π_ref vs β", fontsize=9)
@@ -681,7 +729,6 @@ def plot(result: FrontierResult) -> Figure:
     d.set_title("(d) reward deficit to the frontier at equal KL (CoPG: 0)", fontsize=9)
     a.legend(frameon=False, fontsize=7)
     c.legend(frameon=False, fontsize=7, loc="lower right")
-    fig.tight_layout()
     return fig
 
 
