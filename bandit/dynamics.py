@@ -32,6 +32,7 @@ minibatch of pairs is drawn from the buffer's empirical distribution.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from typing import Any
@@ -63,6 +64,7 @@ __all__ = [
     "sampled_dynamics",
     "sampled_source_dynamics",
     "source_dynamics",
+    "stacked_source_dynamics",
 ]
 
 
@@ -272,6 +274,7 @@ def _counts(idx: Any, n: int, weights: Any = None) -> Any:
         one = one * weights.reshape(weights.shape + (1,) * (one.ndim - weights.ndim))
     return jnp.sum(one, axis=0)
 
+
 #: The PRNG of the sampled source dynamics. XLA's CPU compiler takes ~20 s on a scan that
 #: draws threefry bits every step under vmap (jax 0.10), against ~3 s for "rbg", which
 #: draws with XLA's RngBitGenerator (splits and fold-ins stay threefry): same seed, same
@@ -342,13 +345,15 @@ def source_dynamics(
 
 
 @cache
-def _exact_runner(m: Method, params: tuple, opt: Any, steps: int, record_every: int):
+def _exact_runner(
+    m: Method, params: tuple, opt: Any, steps: int, record_every: int, batched: bool = False
+):
     """The jitted exact source dynamics (θ0, tables, source) → log π records: one program
     per method, optimiser and source kind (tables and source are arguments, so runs that
-    differ only in their arrays, e.g. the μ-mixture's β, share it)."""
+    differ only in their arrays, e.g. the μ-mixture's β, share it). ``batched``: vmapped
+    over a :class:`~bandit.sources.Stacked` source's runs (one program for every kind)."""
     grad = jax.grad(partial(expected_value, method=m, **dict(params)))
 
-    @jax.jit
     def run(theta0, tab, dsrc):
         def step(carry):
             theta, state, buf = carry
@@ -360,7 +365,7 @@ def _exact_runner(m: Method, params: tuple, opt: Any, steps: int, record_every: 
         buf0 = dsrc.init(log_softmax(theta0))
         return _scan(step, theta0, opt.init(theta0), buf0, steps, record_every)
 
-    return run
+    return jax.jit(jax.vmap(run, in_axes=(None, None, 0)) if batched else run)
 
 
 @float64
@@ -427,6 +432,7 @@ def _sampled_runner(
     batch_size: int,
     fresh: int,
     shape: tuple[int, int],
+    batched: bool = False,
 ):
     """The jitted sampled source dynamics (θ0 and key per seed, tables, source) → records,
     vmapped over seeds: one program per method, optimiser, sizes and source kind."""
@@ -457,4 +463,54 @@ def _sampled_runner(
         buf0 = dsrc.sample_init(k_init, log_softmax(theta0), fresh)
         return _scan(step, theta0, opt.init(theta0), (key, buf0), steps, record_every)
 
-    return jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
+    seeds = jax.vmap(one, in_axes=(0, 0, None, None))
+    return jax.jit(jax.vmap(seeds, in_axes=(None, None, None, 0)) if batched else seeds)
+
+
+@float64
+def stacked_source_dynamics(
+    method: str | Method,
+    problem: Bandit | PreferenceGame,
+    sources: Sequence[Source],
+    logits0: ArrayLike,
+    *,
+    steps: int,
+    batch_size: int,
+    seeds: int,
+    seed: int,
+    lr: float | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    record_every: int = 1,
+    **params: Any,
+) -> list[tuple[Trajectory, Trajectory]]:
+    """:func:`source_dynamics` and :func:`sampled_source_dynamics` (``fresh`` =
+    ``batch_size``) for several sources at once, as (exact, sampled) per source, equal to
+    the one-source calls: the sources are merged into one
+    :class:`~bandit.sources.Stacked` (their replay buffers of one length K), so one
+    program per method serves every kind, vmapped over the runs."""
+    from .sources import stack
+
+    preps = [
+        _source_setup(method, problem, s, logits0, steps, record_every, None, params)
+        for s in sources
+    ]
+    th, prep, _ = preps[0]
+    check_int("batch_size", batch_size, 1)
+    check_int("seeds", seeds, 1)
+    check_int("seed", seed, 0)
+    opt = _optimiser(lr, optimizer)
+    tab, _ = device_tables(prep)
+    dsrc = device_source(stack([p[2] for p in preps], prep.shape))
+    params_t = tuple(sorted(prep.params.items()))
+    ex = _exact_runner(prep.method, params_t, opt, steps, record_every, True)
+    ex_out = np.asarray(ex(jnp.asarray(th), tab, dsrc), dtype=np.float64)
+    sm = _sampled_runner(
+        prep.method, params_t, opt, steps, record_every, batch_size, batch_size, prep.shape,
+        True,
+    )  # fmt: skip
+    base = jax.random.key(int(seed), impl=SOURCE_PRNG)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(seeds))
+    th0 = jnp.broadcast_to(jnp.asarray(th), (seeds, *th.shape))
+    sm_out = np.asarray(sm(th0, keys, tab, dsrc), dtype=np.float64)
+    t = np.arange(0, steps + 1, record_every)
+    return [(Trajectory(e[None], t), Trajectory(s, t)) for e, s in zip(ex_out, sm_out, strict=True)]

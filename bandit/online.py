@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -197,7 +196,7 @@ def compute(
       mixtures: IPO-MD's β values of the μ-mixture runs.
       progress: show a progress bar (one tick per run).
     """
-    from .dynamics import sampled_source_dynamics, source_dynamics
+    from .dynamics import stacked_source_dynamics
     from .sources import fixed_point
 
     config = config or Figure1Config()
@@ -214,23 +213,8 @@ def compute(
     theta0 = bandit.log_ref.copy()
     adam = _adam(lr)
 
-    def one(name: str) -> Run:
+    def one(name: str, ex, sm) -> Run:
         m, src = todo[name]
-        ex = source_dynamics(
-            m, bandit, src, theta0, steps=steps, optimizer=adam, record_every=record
-        )
-        sm = sampled_source_dynamics(
-            m,
-            bandit,
-            src,
-            theta0,
-            steps=steps,
-            batch_size=B,
-            seeds=seeds,
-            seed=seed,
-            optimizer=adam,
-            record_every=record,
-        )
         fp = fixed_point(m, bandit, src)
         sampled = regret(bandit, sm.log_policies)
         pi_fp = np.exp(fp.log_policy)
@@ -253,18 +237,32 @@ def compute(
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc="online", unit="run", leave=False)
-    # Two threads: XLA compiles and runs without the GIL, so two runs overlap.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(one, name) for name in todo}
-        done = {}
-        try:
-            for name, f in futures.items():
-                done[name] = f.result()
+    # One program per method, exact and sampled, every source of the method vmapped in it
+    # (:func:`~bandit.dynamics.stacked_source_dynamics`): compiling dominates the run time.
+    done = {}
+    try:
+        for m in dict.fromkeys(m for m, _ in todo.values()):
+            names = [k for k, (mk, _) in todo.items() if mk == m]
+            trajs = stacked_source_dynamics(
+                m,
+                bandit,
+                [todo[k][1] for k in names],
+                theta0,
+                steps=steps,
+                batch_size=B,
+                seeds=seeds,
+                seed=seed,
+                optimizer=adam,
+                record_every=record,
+            )
+            for k, (ex, sm) in zip(names, trajs, strict=True):
+                done[k] = one(k, ex, sm)
                 if bar is not None:
                     bar.update()
-        finally:
-            if bar is not None:
-                bar.close()
+    finally:
+        if bar is not None:
+            bar.close()
+    done = {k: done[k] for k in todo}
     star = np.exp(optimal_policy(bandit))
     return OnlineResult(
         config=config,

@@ -43,6 +43,7 @@ engine and are JAX pytrees there (:func:`register_pytrees`, called by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -410,6 +411,86 @@ class MuMixture(Source):
 
 SOURCES: tuple[type[Source], ...] = (Offline, Online, Replay, DemoReplay, MuMixture)
 
+#: The kinds :func:`stack` merges, by code.
+_STACK_KINDS = ("offline", "online", "replay", "demo_replay", "mu_mixture")
+
+
+@dataclass(frozen=True, eq=False)
+class Stacked(Source):
+    """Sources of any of the five kinds as one pytree, for one compiled program.
+
+    Engine-internal (:func:`stack`): ``code`` picks each leaf's kind, and every kind's q_t
+    is computed and the right one selected (``where``, so each is bitwise its own
+    source's). Every run carries a replay buffer of ``last`` batches, used only by the
+    buffer kinds; the sampled one is filled from its own key, so the minibatch draws of
+    the other kinds are unchanged. Leaves have a leading run axis after :func:`stack`.
+    """
+
+    code: Any
+    data: Any  # fixed joint (X, n, n) of an Offline source
+    demos: Any
+    mu: Any
+    mixture: Any
+    last: int = 1
+    kind: ClassVar[str] = "stacked"
+    _leaves: ClassVar[tuple[str, ...]] = ("code", "data", "demos", "mu", "mixture")
+
+    def _buffer(self) -> Replay:
+        return Replay(last=self.last)
+
+    def init(self, log_pi: Array) -> Array:
+        return self._buffer().init(log_pi)
+
+    def push(self, state: Array, log_pi: Array) -> Array:
+        return self._buffer().push(state, log_pi)
+
+    def _select(self, log_pi: Array, mu_buf: Array) -> Array:
+        jnp = _jnp()
+        pi = jnp.exp(log_pi)
+        mix = jnp.exp(MuMixture(self.mu, self.mixture).mixture_policy(log_pi))
+        c = self.code
+        q = jnp.where(c == 1, _outer(pi, pi), self.data)
+        q = jnp.where(c == 2, _outer(mu_buf, mu_buf), q)
+        q = jnp.where(c == 3, _outer(self.demos, mu_buf), q)
+        return jnp.where(c == 4, _outer(mix, mix), q)
+
+    def joint(self, state: Array, log_pi: Array) -> Array:
+        return self._select(log_pi, self._buffer().mean(state))
+
+    def sample_init(self, key: Array, log_pi: Array, fresh: int) -> Array:
+        return self._buffer().sample_init(key, log_pi, fresh)
+
+    def sample_push(self, key: Array, state: Array, log_pi: Array, fresh: int) -> Array:
+        return self._buffer().sample_push(key, state, log_pi, fresh)
+
+    def sample_joint(self, state: Array, log_pi: Array) -> Array:
+        return self._select(log_pi, self._buffer().sample_mean(state))
+
+
+def stack(sources: Sequence[Source], shape: tuple[int, int]) -> Stacked:
+    """Sources of the five kinds, for problems of ``shape`` (X, n), as one
+    :class:`Stacked` with a leading run axis (NumPy leaves). Their replay buffers, if any,
+    must be ``Replay(last=K)`` with one K."""
+    X, n = shape
+    uniform = np.full(shape, 1.0 / n)
+    lasts = set()
+    rows: list[tuple] = []
+    for s in sources:
+        if s.kind not in _STACK_KINDS:
+            raise ValidationError(f"sources: cannot stack a {s.kind!r} source")
+        rep = s if isinstance(s, Replay) else getattr(s, "replay", None)
+        if rep is not None:
+            lasts.add(rep._need_finite())
+        data = s.data.joint if isinstance(s, Offline) else np.zeros((X, n, n))
+        demos = np.asarray(s.demos) if isinstance(s, DemoReplay) else uniform
+        mu = np.asarray(s.mu) if isinstance(s, MuMixture) else uniform
+        mixture = float(s.mixture) if isinstance(s, MuMixture) else 0.0
+        rows.append((_STACK_KINDS.index(s.kind), data, demos, mu, mixture))
+    if len(lasts) > 1:
+        raise ValidationError(f"sources: replay buffers of one length only, got {sorted(lasts)}")
+    cols = [np.asarray(c) for c in zip(*rows, strict=True)]
+    return Stacked(*cols, last=lasts.pop() if lasts else 1)
+
 
 def as_source(data: Any) -> Source:
     """``data`` as a :class:`Source`: a source itself, or ``OfflineData`` / (μ1, μ2)."""
@@ -451,7 +532,7 @@ def register_pytrees() -> None:
             object.__setattr__(obj, name, v)
         return obj
 
-    for cls in SOURCES:
+    for cls in (*SOURCES, Stacked):
         jax.tree_util.register_pytree_node(cls, flatten, lambda s, c, cls=cls: unflatten(cls, s, c))
     _REGISTERED.append(True)
 
