@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bandit.cli import ArgumentParser, comma_list, float_in, positive_int
+from bandit.cli import ArgumentParser, comma_list, float_in, int_at_least, positive_int
 from bandit.cli import torch_device as device
 
-__all__ = ["PARSERS", "figure1", "fused", "logps", "nash"]
+__all__ = ["PARSERS", "figure1", "frontier", "fused", "logps", "nash"]
 
 
 def _dtype(s: str) -> str:
@@ -93,9 +93,17 @@ def figure1() -> ArgumentParser:
     return p
 
 
+def frontier() -> ArgumentParser:
+    p = _parser("bench_frontier", "The exact β-sweep, warm against cold.")
+    p.add_argument("--quick", action="store_true", help="20 grid points, no cold CLI run")
+    p.add_argument("--points", type=int_at_least(2), default=None, help="grid points (50)")
+    return p
+
+
 #: The parser of each benchmark script, by its name.
 PARSERS: dict[str, Callable[[], ArgumentParser]] = {
     "bench_figure1": figure1,
+    "bench_frontier": frontier,
     "bench_fused": fused,
     "bench_logps": logps,
     "bench_nash": nash,
