@@ -7,6 +7,10 @@ in JAX or torch, and ``llm`` can share :mod:`bandit.losses`.
 
 from __future__ import annotations
 
+from .cli import exit_on_interrupt_while_importing as _exit_on_interrupt_while_importing
+
+_exit_on_interrupt_while_importing()  # python -m bandit.X: Ctrl-C while importing → one line, 130
+
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version

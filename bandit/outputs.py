@@ -22,6 +22,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -261,7 +262,10 @@ def load_config(path: str | Path) -> dict[str, Any]:
     text = p.read_text()
     try:
         if suffix == ".toml":
-            import tomllib
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # the same parser, before it joined the standard library
+                import tomli as tomllib
 
             return tomllib.loads(text)
         return json.loads(text)

@@ -18,6 +18,13 @@ from __future__ import annotations
 
 from bandit import __version__
 
+try:
+    import torch  # noqa: F401
+except ModuleNotFoundError as _e:  # the llm extra is missing
+    from bandit.cli import require_extra
+
+    require_extra(_e)
+
 from .fused import (
     fused_sequence_logps,
     fused_token_logps,

@@ -125,9 +125,11 @@ def test_sigint_while_the_package_imports():
     (negative control below: without it, a traceback)."""
     prog = textwrap.dedent(
         """
-        import sys, time
+        import signal, sys, time
         sys.argv[0] = "-m"  # as while python -m imports the package
         from bandit.cli import exit_on_interrupt_while_importing
+        # Importing bandit.cli ran the package's own guard: undo it, then test the hook alone.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         if sys.argv[1] == "hook":
             exit_on_interrupt_while_importing()
         print("ready", file=sys.stderr, flush=True)
