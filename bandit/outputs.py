@@ -187,7 +187,8 @@ def _git(root: Path, *args: str) -> str | None:
 
 def _commit() -> dict[str, Any] | None:
     """The git commit of the checkout this package runs from, and whether its tracked files
-    differ from it; None outside a git checkout (an installed wheel, no git)."""
+    other than the generated ``figures/`` differ from it (regenerating one figure must not
+    mark the next one dirty); None outside a git checkout (an installed wheel, no git)."""
     root = Path(__file__).resolve().parents[1]
     top = _git(root, "rev-parse", "--show-toplevel")
     if top is None or Path(top).resolve() != root:  # not our checkout (or none)
@@ -195,7 +196,7 @@ def _commit() -> dict[str, Any] | None:
     sha = _git(root, "rev-parse", "HEAD")
     if sha is None:
         return None
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", ".", ":!figures")
     return {"sha": sha, "dirty": bool(status) if status is not None else None}
 
 
