@@ -25,16 +25,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bandit import OFFLINE_METHODS
-from bandit.cli import ArgumentParser, int_at_least
+from bandit.cli import cli
 from bandit.figure1 import Figure1Config
 from bandit.frontier import grid, sweep
+from bench import _options
 
 
-def main() -> int:
-    p = ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="20 grid points, no cold CLI run")
-    p.add_argument("--points", type=int_at_least(2), default=None, help="grid points (50)")
-    args = p.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = _options.frontier().parse_args(argv)
     points = args.points or (20 if args.quick else 50)
     bandit, data = Figure1Config().problem()
     betas = grid(points, 1e-2, 1e2)
@@ -72,4 +70,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli(main)())
