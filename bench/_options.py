@@ -31,6 +31,9 @@ def _parser(prog: str, description: str) -> ArgumentParser:
         prog=prog,
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # No prefixes: python -m bench splits options between scripts by their full names
+        # (--seed must not pass as bench_figure1's --seeds and leave the others full-size).
+        allow_abbrev=False,
     )
 
 
