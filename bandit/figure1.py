@@ -98,6 +98,12 @@ class Figure1Config:
             )
         return cls(**d)
 
+    @classmethod
+    def load(cls, path: Path | None) -> Figure1Config:
+        """The config in the TOML or JSON file ``path`` (:func:`bandit.outputs.load_config`),
+        or CoPG §5's defaults when ``path`` is None."""
+        return cls() if path is None else cls.from_dict(load_config(path))
+
     def problem(self) -> tuple[Bandit, OfflineData]:
         """The bandit and its OfflineData, validated (ValidationError on bad input)."""
         R = real_array("rewards", self.rewards)
@@ -540,7 +546,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Regenerate figure1.png, figure1.pdf and figure1.json."""
     args = _parser().parse_args(argv)
-    config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
+    config = Figure1Config.load(args.config)
     config.problem()  # validate before training
     config.train_config(args.epochs)
     result = compute(

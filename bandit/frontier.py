@@ -55,7 +55,7 @@ from .exact import kl_to_ref, optimal_policy, value
 from .figure1 import _LABELS as FIGURE1_LABELS
 from .figure1 import Figure1Config
 from .methods import OFFLINE_METHODS, get_method
-from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
+from .outputs import json_text, jsonable, new_figure, save_outputs
 from .problems import Bandit, OfflineData
 from .validation import ValidationError, check_int, check_positive
 
@@ -786,7 +786,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write frontier.png, frontier.pdf and frontier.json."""
     args = _parser().parse_args(argv)
-    config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
+    config = Figure1Config.load(args.config)
     config.problem()
     grid(args.points, args.min, args.max)
     for m in args.methods:

@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 from .cli import ArgumentParser, cli, comma_list, float_in, int_at_least, nonneg_int, positive_int
 from .exact import optimal_policy, regret
 from .figure1 import Figure1Config
-from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
+from .outputs import json_text, jsonable, new_figure, save_outputs
 from .sources import DemoReplay, MuMixture, Offline, Online, Replay, Source
 from .validation import ValidationError, check_int
 
@@ -373,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write online.png, online.pdf and online.json."""
     args = _parser().parse_args(argv)
-    config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
+    config = Figure1Config.load(args.config)
     config.problem()  # validate before running
     result = compute(
         config,

@@ -43,7 +43,7 @@ from . import losses as L
 from .cli import ArgumentParser, cli, int_at_least, method_list, positive_float, positive_int
 from .figure1 import Figure1Config
 from .methods import OFFLINE_METHODS, Method, Pair, get_method
-from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
+from .outputs import json_text, jsonable, new_figure, save_outputs
 from .precision import float64
 from .problems import Bandit, OfflineData, PreferenceGame
 from .validation import ValidationError, check_int
@@ -504,7 +504,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write variance.png, variance.pdf and variance.json."""
     args = _parser().parse_args(argv)
-    config = Figure1Config.from_dict(load_config(args.config)) if args.config else Figure1Config()
+    config = Figure1Config.load(args.config)
     config.problem()
     config.train_config(args.epochs)
     result = compute(
