@@ -52,6 +52,7 @@ from .problems import Bandit, OfflineData, PreferenceGame
 from .sources import Source, as_source
 from .validation import (
     ValidationError,
+    check_bytes,
     check_distribution,
     check_finite,
     check_int,
@@ -98,6 +99,41 @@ def _draw_pairs(k_pair, k_label, w, P_flat, batch_size: int, shape):
     return pairs, wins
 
 
+#: Longest run (steps) accepted: loop counters are 64-bit, and 2³¹ steps already take hours.
+MAX_STEPS = 2**31 - 1
+#: Largest seed: JAX keys are made from a signed 64-bit integer.
+MAX_SEED = 2**63 - 1
+#: Bytes one drawn pair takes in a step (its index, its label and the scatter's update).
+PAIR_BYTES = 24
+
+
+def _check_steps(steps: object, record_every: object, size: int) -> None:
+    """``steps`` and ``record_every`` valid, and the recorded log-policies (``size`` numbers
+    each time) within :data:`bandit.validation.MAX_BYTES`, before anything is compiled."""
+    check_int("steps", steps, 0, MAX_STEPS)
+    check_int("record_every", record_every, 1, MAX_STEPS)
+    if steps % record_every:  # type: ignore[operator]
+        raise ValidationError(
+            f"steps ({steps}) must be a multiple of record_every ({record_every})"
+        )
+    check_bytes(
+        "the recorded log-policies",
+        8.0 * size * (steps // record_every + 1),  # type: ignore[operator]
+        "use fewer steps, a larger record_every or fewer starting points",
+    )
+
+
+def _check_batch(batch_size: object, runs: int, name: str = "batch_size") -> int:
+    """``batch_size`` valid and one step's minibatch of every run within the memory limit."""
+    check_int(name, batch_size, 1)
+    check_bytes(
+        "one step's minibatches",
+        float(PAIR_BYTES) * runs * batch_size,  # type: ignore[operator]
+        f"use a smaller {name}",
+    )
+    return int(batch_size)  # type: ignore[call-overload]
+
+
 def _setup(method, game, logits0, steps, record_every, mixture, mu) -> tuple[Any, Prepared]:
     m = get_method(method)
     if m.signal != "preference":
@@ -113,12 +149,7 @@ def _setup(method, game, logits0, steps, record_every, mixture, mu) -> tuple[Any
         th = th[None]
     if th.ndim != 2 or th.shape[1] != n:
         raise ValidationError(f"logits0 must have shape (n,) or (S, n) with n={n}, got {th.shape}")
-    check_int("steps", steps, 0)
-    check_int("record_every", record_every, 1)
-    if steps % record_every:
-        raise ValidationError(
-            f"steps ({steps}) must be a multiple of record_every ({record_every})"
-        )
+    _check_steps(steps, record_every, th.size)
     params: dict[str, Any] = {}
     if any(p.name == "mixture" for p in m.params):
         params["mixture"] = mixture
@@ -225,8 +256,8 @@ def sampled_dynamics(
     one. Starting point s uses the key ``fold_in(key(seed), s)``, so runs are reproducible.
     """
     th, prep = _setup(method, game, logits0, steps, record_every, mixture, mu)
-    check_int("batch_size", batch_size, 1)
-    check_int("seed", seed, 0)
+    _check_batch(batch_size, th.shape[0])
+    check_int("seed", seed, 0, MAX_SEED)
     opt = _optimiser(lr, optimizer)
     n = game.n_actions
     m, params = prep.method, prep.params
@@ -290,12 +321,7 @@ def _source_setup(method, problem, source, logits0, steps, record_every, prefere
     src = as_source(source)
     prep = prepare(method, problem, src, preferences=preferences, **params)
     th = prep.logits("logits0", logits0)
-    check_int("steps", steps, 0)
-    check_int("record_every", record_every, 1)
-    if steps % record_every:
-        raise ValidationError(
-            f"steps ({steps}) must be a multiple of record_every ({record_every})"
-        )
+    _check_steps(steps, record_every, th.size)
     return th, prep, src
 
 
@@ -405,10 +431,11 @@ def sampled_source_dynamics(
     th, prep, src = _source_setup(
         method, problem, source, logits0, steps, record_every, preferences, params
     )
-    check_int("batch_size", batch_size, 1)
     check_int("seeds", seeds, 1)
-    check_int("seed", seed, 0)
-    fresh = batch_size if fresh is None else check_int("fresh", fresh, 1)
+    _check_steps(steps, record_every, seeds * th.size)
+    _check_batch(batch_size, seeds)
+    check_int("seed", seed, 0, MAX_SEED)
+    fresh = batch_size if fresh is None else _check_batch(fresh, seeds, "fresh")
     opt = _optimiser(lr, optimizer)
     tab, _ = device_tables(prep)
     params = tuple(sorted(prep.params.items()))
@@ -495,9 +522,10 @@ def stacked_source_dynamics(
         for s in sources
     ]
     th, prep, _ = preps[0]
-    check_int("batch_size", batch_size, 1)
     check_int("seeds", seeds, 1)
-    check_int("seed", seed, 0)
+    _check_steps(steps, record_every, 2 * len(preps) * seeds * th.size)  # exact + sampled
+    _check_batch(batch_size, len(preps) * seeds)
+    check_int("seed", seed, 0, MAX_SEED)
     opt = _optimiser(lr, optimizer)
     tab, _ = device_tables(prep)
     dsrc = device_source(stack([p[2] for p in preps], prep.shape))

@@ -36,7 +36,7 @@ from .exact import optimal_policy, optimal_value, regret
 from .methods import OFFLINE_METHODS
 from .outputs import json_text, jsonable, load_config, new_figure, save_outputs
 from .problems import Bandit, OfflineData
-from .validation import ValidationError, check_positive, real_array
+from .validation import ValidationError, check_int, check_positive, real_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -276,7 +276,14 @@ def compute(
     Returns:
       the :class:`Figure1Result`.
     """
+    if config is not None and not isinstance(config, Figure1Config):
+        raise ValidationError(
+            f"config must be a Figure1Config or None, got {type(config).__name__}"
+        )
     config = config or Figure1Config()
+    seeds = check_int("seeds", seeds, 1)
+    epochs = check_int("epochs", epochs, 1)
+    seed = check_int("seed", seed, 0)
     methods = list(dict.fromkeys(methods))
     from .methods import get_method
 

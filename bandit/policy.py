@@ -84,14 +84,26 @@ def geometric_mixture(log_pi: Array, log_ref: Array, mixture: float | Array) -> 
         from .validation import real_array
 
         log_ref = real_array("log_ref", log_ref)
-    if isinstance(mixture, (int, float, np.number)) or (
-        isinstance(mixture, np.ndarray) and mixture.ndim == 0
-    ):
-        from .validation import check_unit_interval
+    concrete: Any = None if is_torch_array(mixture) else mixture
+    if is_jax_array(mixture):
+        try:
+            concrete = np.asarray(mixture)
+        except Exception:  # a tracer under jit/grad: only the caller can check it
+            concrete = None
+    if concrete is not None:
+        from .validation import ValidationError, check_unit_interval, real_array
 
-        mixture = check_unit_interval("mixture", mixture)
-        if mixture == 0.0:  # avoid 0·(−inf) = nan where π_ref has zeros
-            return log_softmax(log_pi)
-        if mixture == 1.0:
-            return log_softmax(log_ref)
+        if np.ndim(concrete) == 0 or isinstance(concrete, (str, bytes)):
+            mixture = check_unit_interval("mixture", concrete)
+            if mixture == 0.0:  # avoid 0·(−inf) = nan where π_ref has zeros
+                return log_softmax(log_pi)
+            if mixture == 1.0:
+                return log_softmax(log_ref)
+        else:  # one coefficient per row: each in [0, 1]
+            m = real_array("mixture", concrete)
+            if not np.all((m >= 0.0) & (m <= 1.0)):
+                raise ValidationError(
+                    f"mixture must be in [0, 1] everywhere, got values in "
+                    f"[{np.min(m):.6g}, {np.max(m):.6g}]"
+                )
     return log_softmax((1 - mixture) * log_pi + mixture * log_ref)

@@ -68,6 +68,7 @@ from .precision import float64
 from .prepare import tables
 from .problems import Bandit
 from .validation import ValidationError, check_bool, check_int, check_positive
+from .validation import check_bytes as _check_bytes
 
 __all__ = [
     "CompiledTrainer",
@@ -87,21 +88,26 @@ __all__ = [
     "uses_samples",
 ]
 
-#: The most memory one allocation of the trainer may take (bytes): larger layouts (huge
-#: ``epochs``, ``dataset_size`` or seeds) are refused with a one-line error before allocating.
-MAX_BYTES = 4 * 2**30
 #: Target size of one chunk of seeds' batches in the compiled run (bytes).
 CHUNK_BYTES = 64 * 2**20
 #: Upper bounds on a TrainConfig: N pairs and the batches of one epoch.
 MAX_DATASET_SIZE = 2**31 - 1
 
 
-def _check_bytes(what: str, nbytes: float, hint: str) -> None:
-    """Refuse an allocation of ``nbytes`` above :data:`MAX_BYTES` before making it."""
-    if nbytes > MAX_BYTES:
+def _config(config: object) -> TrainConfig:
+    """``config`` or the default, refusing anything that is not a :class:`TrainConfig`."""
+    if config is None:
+        return TrainConfig()
+    if not isinstance(config, TrainConfig):
         raise ValidationError(
-            f"{what} would take {nbytes / 2**30:.3g} GiB (limit {MAX_BYTES / 2**30:g} GiB); {hint}"
+            f"config must be a bandit.TrainConfig or None, got {type(config).__name__}"
         )
+    return config
+
+
+def _check_bandit(bandit: object) -> None:
+    if not isinstance(bandit, Bandit):
+        raise ValidationError(f"bandit must be a bandit.Bandit, got {type(bandit).__name__}")
 
 
 @dataclass(frozen=True)
@@ -333,6 +339,8 @@ def check_layout(bandit: Bandit, config: TrainConfig, n_seeds: int) -> None:
     """Refuse, before anything is allocated, a layout whose minibatches (count form, or
     the sample form's datasets where :func:`uses_samples`) or trained log-policies would
     take more than :data:`MAX_BYTES`."""
+    _check_bandit(bandit)
+    config = _config(config)
     X, n = bandit.n_prompts, bandit.n_actions
     if uses_samples(bandit, config):
         _check_bytes(
@@ -377,7 +385,8 @@ def sampled_minibatches(
     ``default_rng([seed, s, 1])``: the same seed gives the same batches for any number of
     seeds and any chunking.
     """
-    config = config or TrainConfig()
+    _check_bandit(bandit)
+    config = _config(config)
     n_seeds = check_int("n_seeds", n_seeds, 1)
     seed = check_int("seed", seed, 0)
     joint = _joint(bandit, data)
@@ -426,7 +435,7 @@ def minibatches(
     The stream does not depend on the method, so every method of a seed sees the same
     dataset in the same order (common random numbers, as one data loader would give).
     """
-    config = config or TrainConfig()
+    config = _config(config)
     n_seeds = check_int("n_seeds", n_seeds, 1)
     seed = check_int("seed", seed, 0)
     check_layout(bandit, config, n_seeds)
@@ -449,7 +458,7 @@ def expected_minibatches(
     expected gradient with the same step schedule: the infinite-data, noise-free flow that
     shows how much of a trained policy's distance to its fixed point is optimisation gap.
     """
-    config = config or TrainConfig()
+    config = _config(config)
     joint = _joint(bandit, data)
     probs = _pair_probabilities(bandit, joint, preferences)
     sizes = config.batch_sizes

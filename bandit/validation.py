@@ -16,6 +16,10 @@ from numpy.typing import ArrayLike, NDArray
 SUM_ATOL = 1e-9
 #: Tolerance on ``P + P.T == 1`` and ``diag(P) == 1/2`` for preference matrices.
 PREF_ATOL = 1e-9
+#: The most memory one allocation of a trainer or dynamics run may take (bytes): larger
+#: layouts (huge ``epochs``, ``steps``, ``batch_size``, ``dataset_size`` or seeds) are
+#: refused with a one-line error before allocating.
+MAX_BYTES = 4 * 2**30
 
 
 class ValidationError(ValueError):
@@ -99,11 +103,31 @@ def check_positive(name: str, value: float) -> float:
     return v
 
 
-def check_int(name: str, value: object, low: int) -> int:
-    """Return ``value`` as an int, requiring an integer (not a bool) >= ``low``."""
+def check_nonnegative(name: str, value: float) -> float:
+    """Return ``value`` as a float, requiring it to be finite and >= 0 (P3O's β, where 0
+    disables the KL penalty)."""
+    v = _real_scalar(name, value, "a finite number >= 0")
+    if not math.isfinite(v) or v < 0.0:
+        raise ValidationError(f"{name} must be finite and >= 0, got {_fmt(v)}")
+    return v
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """Return ``value`` as an int, requiring an integer (not a bool) >= ``low`` (and
+    <= ``high`` where given: JAX keys and loop counters are 64-bit)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValidationError(f"{name} must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValidationError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
     return int(value)
+
+
+def check_bytes(what: str, nbytes: float, hint: str) -> None:
+    """Refuse an allocation of ``nbytes`` above :data:`MAX_BYTES` before making it."""
+    if nbytes > MAX_BYTES:
+        raise ValidationError(
+            f"{what} would take {nbytes / 2**30:.3g} GiB (limit {MAX_BYTES / 2**30:g} GiB); {hint}"
+        )
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -429,3 +429,156 @@ def test_figure1_title_names_the_problem():
     )
     paper = figure1.compute(figure1.Figure1Config(), methods=["copg"], seeds=2, epochs=1)
     assert figure1.plot(paper).axes[0].get_title().startswith("CoPG §5 bandit")  # control
+
+
+# ------------------------------------------------- #21, third pass (independent rerun)
+
+
+@pytest.mark.parametrize("bad", [None, "bandit", 3, np.zeros(3), RPS])
+def test_trainer_refuses_a_non_bandit_and_a_non_config(bad):
+    """The rerun found AttributeErrors ('... has no attribute n_prompts/dataset_size') and,
+    for an array config, numpy's "truth value is ambiguous"."""
+    from bandit.trainer import TrainConfig, check_layout, minibatches, sampled_minibatches
+
+    b, d = Bandit.single([1.0, 2.0], 1.0), OfflineData([0.5, 0.5], [0.5, 0.5])
+    for call in (
+        lambda: minibatches(bad, d, n_seeds=1),
+        lambda: sampled_minibatches(bad, d, n_seeds=1),
+        lambda: check_layout(bad, TrainConfig(), 1),
+    ):
+        with pytest.raises(ValidationError, match=r"^bandit must be a bandit\.Bandit"):
+            call()
+    if bad is not None:
+        for call in (
+            lambda: minibatches(b, d, n_seeds=1, config=bad),
+            lambda: sampled_minibatches(b, d, n_seeds=1, config=bad),
+        ):
+            with pytest.raises(ValidationError, match=r"^config must be a bandit\.TrainConfig"):
+                call()
+    # Control: the same call with a Bandit and a TrainConfig draws its batches.
+    cfg = TrainConfig(dataset_size=8, batch_size=4, epochs=1)
+    assert minibatches(b, d, n_seeds=1, config=cfg).dataset.sum() == 8
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"seeds": None}, "seeds"),  # the issue's TypeError: None + 1
+        ({"seeds": 0}, "seeds"),
+        ({"seeds": True}, "seeds"),
+        ({"seeds": 1.5}, "seeds"),
+        ({"epochs": None}, "epochs"),
+        ({"epochs": 0}, "epochs"),
+        ({"seed": -1}, "seed"),
+        ({"seed": "0"}, "seed"),
+        ({"config": {"beta": 0.5}}, "config"),
+    ],
+)
+def test_figure1_compute_checks_its_arguments_before_any_work(kw, name):
+    from bandit import figure1
+
+    with pytest.raises(ValidationError, match=rf"^{name} must be"):
+        figure1.compute(**kw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"steps": 10**12}, r"^steps must be an integer in \[0, 2147483647\]"),  # was an OOM
+        ({"steps": 10**20}, r"^steps must be an integer in"),  # was a TypeError from JAX
+        ({"steps": 2**30, "record_every": 1}, r"^the recorded log-policies would take"),
+        ({"record_every": 10**20, "steps": 10**20}, r"^steps must be"),
+    ],
+)
+def test_game_dynamics_refuse_runs_too_large_before_compiling(kw, match):
+    """#21: "check the size before allocating". 2³⁰ records of 3 float64 = 24 GiB > 4 GiB."""
+    from bandit import exact_dynamics, sampled_dynamics
+
+    lp = np.log(np.ones(3) / 3)
+    kw = {"steps": 2, "lr": 0.1, **kw}
+    with pytest.raises(ValidationError, match=match):
+        exact_dynamics("ipo_md", RPS, lp, **kw)
+    with pytest.raises(ValidationError, match=match):
+        sampled_dynamics("ipo_md", RPS, lp, batch_size=4, seed=0, **kw)
+
+
+def test_sampled_dynamics_refuse_huge_batches_and_seeds_jax_cannot_hold():
+    from bandit import Online, sampled_dynamics, sampled_source_dynamics
+
+    lp = np.log(np.ones(3) / 3)
+    kw = {"steps": 1, "lr": 0.1}
+    with pytest.raises(ValidationError, match=r"^one step's minibatches would take"):
+        sampled_dynamics("ipo_md", RPS, lp, batch_size=10**15, seed=0, **kw)  # was an OOM
+    for seed in (2**63, 2**64):  # was an OverflowError from jax.random.key
+        with pytest.raises(ValidationError, match=r"^seed must be an integer in \[0, "):
+            sampled_dynamics("ipo_md", RPS, lp, batch_size=4, seed=seed, **kw)
+    b = Bandit.single([1.0, 2.0, 3.0], 1.0)
+    with pytest.raises(ValidationError, match=r"use a smaller fresh"):
+        sampled_source_dynamics(
+            "online_ipo", b, Online(), lp, batch_size=4, fresh=10**15, seeds=1, seed=0, **kw
+        )
+    # Control: the largest seed a JAX key holds runs, on both samplers.
+    top = 2**63 - 1
+    out = sampled_dynamics("ipo_md", RPS, lp, batch_size=4, seed=top, **kw)
+    assert out.log_policies.shape == (1, 2, 3)
+    out = sampled_source_dynamics(
+        "online_ipo", b, Online(), lp, batch_size=4, seeds=1, seed=top, **kw
+    )
+    assert np.all(np.isfinite(out.log_policies))
+
+
+@given(
+    m=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True, width=32),
+        st.floats(-1.0, 2.0),
+    ),
+    form=st.sampled_from(["float", "0-d", "float32", "1-d", "column", "jax"]),
+)
+def test_geometric_mixture_range_checks_every_concrete_form(m, form):
+    """#21 item 8: a 0-d, float32, per-row or concrete JAX coefficient outside [0, 1] (or
+    NaN) is refused like a float; one inside gives the float's mixture. The float32 cast
+    can move a value across 0 or 1 only at the ends, so the range is judged on the cast;
+    float32 rounding of the logits (|log π| < 3) bounds its error by 3·2⁻²³ < 1e-6."""
+    import jax.numpy as jnp
+
+    from bandit import geometric_mixture
+
+    lp, lr = np.log([0.2, 0.3, 0.5]), np.log([0.6, 0.3, 0.1])
+    coef = {
+        "float": lambda: m,
+        "0-d": lambda: np.array(m),
+        "float32": lambda: np.float32(m),
+        "1-d": lambda: np.array([m]),
+        "column": lambda: np.array([[m], [0.5]]),
+        "jax": lambda: jnp.asarray(m),  # float32: x64 is off outside bandit.precision
+    }[form]()
+    lp2 = np.stack([lp, lp]) if form == "column" else lp
+    lr2 = np.stack([lr, lr]) if form == "column" else lr
+    v = float(np.asarray(coef).ravel()[0])
+    if not 0.0 <= v <= 1.0:
+        with pytest.raises(ValidationError, match=r"^mixture must"):
+            geometric_mixture(lp2, lr2, coef)
+    else:  # the float form's value: the same formula, to rounding (|log π| < 3, ≤ 1e-12)
+        got = np.asarray(geometric_mixture(lp2, lr2, coef)).reshape(-1, 3)[0]
+        want = np.asarray(geometric_mixture(lp, lr, v))
+        np.testing.assert_allclose(
+            got, want, rtol=0, atol=1e-6 if form in ("float32", "jax") else 1e-12
+        )
+
+
+def test_geometric_mixture_leaves_traced_coefficients_to_the_caller():
+    """Control of the concrete checks: under jit and grad the coefficient is a tracer and
+    the mixture is computed, not refused (and its gradient is finite)."""
+    import jax
+    import jax.numpy as jnp
+
+    from bandit import geometric_mixture
+    from bandit.precision import float64
+
+    lp, lr = jnp.log(jnp.array([0.2, 0.3, 0.5])), jnp.log(jnp.array([0.6, 0.3, 0.1]))
+    f = float64(jax.jit(lambda m: geometric_mixture(lp, lr, m)))
+    assert np.all(np.isfinite(np.asarray(f(0.3))))
+    g = float64(jax.grad(lambda m: geometric_mixture(lp, lr, m)[0]))(0.3)
+    assert np.isfinite(float(g))
+    with pytest.raises(ValidationError, match="mixture"):  # not traced: checked
+        geometric_mixture(lp, lr, 0.5 + 0j)
