@@ -31,12 +31,13 @@ sample is refused. ``old_logps`` must be finite: the sampler gave its samples pr
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any, Literal
 
 import torch
 
 from bandit.methods import Method, Pair, get_method
-from bandit.validation import ValidationError, check_positive
+from bandit.validation import ValidationError, check_nonnegative, check_positive
 
 from .logps import _acc_dtype
 
@@ -479,11 +480,9 @@ def p3o_loss(
       variant: 1 or 2.
       reduction: "mean" | "sum" | "none".
     """
-    beta = float(beta)
-    if not beta >= 0 or beta == float("inf"):
-        raise ValidationError(f"beta must be finite and >= 0, got {beta!r}")
+    beta = check_nonnegative("beta", beta)
     clip_eps = check_positive("clip_eps", clip_eps)
-    if variant not in (1, 2):
+    if isinstance(variant, bool) or not isinstance(variant, Integral) or variant not in (1, 2):
         raise ValidationError(f"variant must be 1 or 2, got {variant!r}")
     if old_logps is None:
         raise ValidationError("old_logps: P3O needs the log-probs of the sampler π_old")

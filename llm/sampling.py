@@ -71,6 +71,17 @@ def _vocab_size(model: Any) -> int | None:
         return None
 
 
+def _max_positions(model: Any) -> int | None:
+    """The rows of a Hugging Face model's learned position table (GPT-2's ``n_positions``):
+    past them its embedding lookup fails. None if unknown or rotary (RoPE models state a
+    length too, but past it their quality, not their indexing, fails)."""
+    config = getattr(model, "config", None)
+    if any(getattr(config, k, None) for k in ("rope_parameters", "rope_scaling", "rope_theta")):
+        return None
+    n = getattr(config, "max_position_embeddings", None)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
 def _is_int_tensor(x: object) -> bool:
     return (
         isinstance(x, torch.Tensor)
@@ -136,9 +147,21 @@ def mixture_generate(
         raise ValidationError(
             f"input_ids must be an integer torch.Tensor of shape (B, P), got {_describe(input_ids)}"
         )
-    if input_ids.ndim != 2 or input_ids.shape[1] < 1:
+    if input_ids.ndim != 2 or input_ids.shape[0] < 1 or input_ids.shape[1] < 1:
         raise ValidationError(
-            f"input_ids must have shape (B, P) with P >= 1, got {tuple(input_ids.shape)}"
+            f"input_ids must have shape (B, P) with B, P >= 1, got {tuple(input_ids.shape)}"
+        )
+    for name, model, used in (("policy", policy, b < 1.0), ("ref", ref, b > 0.0)):
+        if used and not callable(getattr(model, "forward", None)):
+            raise ValidationError(
+                f"{name} must be a causal LM (a torch.nn.Module such as a Hugging Face "
+                f"*ForCausalLM), got {type(model).__name__}"
+            )
+    longest = _max_positions(policy if b < 1.0 else ref)
+    if longest is not None and input_ids.shape[1] + max_new_tokens > longest:
+        raise ValidationError(
+            f"max_new_tokens: prompts of {input_ids.shape[1]} tokens plus {max_new_tokens} new "
+            f"ones exceed the model's {longest} positions"
         )
     vocab = _vocab_size(policy if b < 1.0 else ref)
     if input_ids.numel() and (

@@ -503,3 +503,57 @@ def test_sequence_logps_accepts_good_options():
     for kw in ({"chunk_rows": 1}, {"chunk_rows": np.int64(2)}, {"average": False}, {"shift": True}):
         torch.testing.assert_close(sequence_logps(logits, labels, **kw), want)
     torch.testing.assert_close(sequence_logps(logits, labels, average=np.bool_(True)), want / 2)
+
+
+# ------------------------------------------------- #21, third pass (independent rerun)
+
+
+@pytest.mark.parametrize("beta", [None, True, "0.1", float("nan"), float("inf"), -1.0, 1j])
+def test_p3o_refuses_a_beta_that_is_not_a_finite_number_at_least_0(beta):
+    """#21 item 5: p3o_loss(beta=None) was a TypeError; beta=True passed as 1.0."""
+    lp = torch.tensor([[-1.0, -2.0]])
+    with pytest.raises(ValidationError, match=r"^beta must be"):
+        llm.p3o_loss(lp, lp, lp, torch.tensor([[1.0, 0.0]]), beta=beta)
+
+
+@pytest.mark.parametrize("variant", [2.0, True, "2", 0, 3, None])
+def test_p3o_variant_must_be_the_integer_1_or_2(variant):
+    """2.0 and True were read as 2 and 1 and surfaced as "unknown method 'p3o_v2.0'"."""
+    lp, r = torch.tensor([[-1.0, -2.0]]), torch.tensor([[1.0, 0.0]])
+    with pytest.raises(ValidationError, match=r"^variant must be 1 or 2"):
+        llm.p3o_loss(lp, lp, lp, r, beta=0.1, variant=variant)
+    # Control: the integers (NumPy's too) and β = 0 (no KL penalty) are accepted.
+    want = llm.p3o_loss(lp, lp, lp, r, beta=0.0, variant=2)
+    torch.testing.assert_close(llm.p3o_loss(lp, lp, lp, r, beta=0, variant=np.int64(2)), want)
+
+
+class _StubLMWithPositions(_StubLMWithVocab):
+    """GPT-2-like: a learned position table of 4 rows, stated in its config."""
+
+    config = SimpleNamespace(max_position_embeddings=4)
+
+
+class _RotaryStubLM(_StubLMWithVocab):
+    """Llama-like: states 4 positions but is rotary, so longer sequences still index."""
+
+    config = SimpleNamespace(max_position_embeddings=4, rope_parameters={"rope_theta": 1e4})
+
+
+def test_mixture_generate_refuses_models_empty_batches_and_positions_past_the_table():
+    """The rerun found an AttributeError for policy=None, a RuntimeError (reshape of 0
+    elements) for an empty batch and an IndexError for max_new_tokens past GPT-2's table."""
+    lm, ids = _StubLMWithPositions(), torch.tensor([[1, 2]])
+    kw = {"mixture": 0.5, "max_new_tokens": 2}
+    for policy, ref, name in [(None, lm, "policy"), (lm, "ref", "ref")]:
+        with pytest.raises(ValidationError, match=rf"^{name} must be a causal LM"):
+            mixture_generate(policy, ref, ids, **kw)
+    with pytest.raises(ValidationError, match=r"^input_ids must have shape \(B, P\) with B, P"):
+        mixture_generate(lm, lm, torch.zeros(0, 2, dtype=torch.long), **kw)
+    with pytest.raises(ValidationError, match=r"^max_new_tokens: .* exceed the model's 4"):
+        mixture_generate(lm, lm, ids, mixture=0.5, max_new_tokens=3)
+    # Controls: 2 + 2 positions fit; a model not run at mixture 0 or 1 is not checked; a
+    # rotary model is not held to its stated length.
+    assert mixture_generate(lm, lm, ids, **kw).sequences.shape == (1, 4)
+    assert mixture_generate(lm, None, ids, mixture=0.0, max_new_tokens=2).sequences.shape[0] == 1
+    rot = _RotaryStubLM()
+    assert mixture_generate(rot, rot, ids, mixture=0.5, max_new_tokens=5).sequences.shape == (1, 7)
