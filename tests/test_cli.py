@@ -152,6 +152,20 @@ def test_sigint_during_imports_of_a_real_cli(tmp_path):
     assert rc == 130 and lines == ["figure1: interrupted"]
 
 
+@pytest.mark.parametrize("delay", [0.1, 0.5, 0.9])
+@pytest.mark.parametrize(
+    ("args", "prog"),
+    [(["-m", "theory", "--report", "{tmp}/r.md"], "theory"), (["-m", "bench", "--quick"], "bench")],
+)
+def test_sigint_during_imports_of_theory_and_bench(tmp_path, args, prog, delay):
+    """#21 rerun: theory's paper modules import JAX before bandit, and bench had no guard:
+    Ctrl-C in their first second gave a traceback (exit -2), or landed in JAX's gc callback
+    and was swallowed (the run went on). Their packages now install the guard first."""
+    argv = [a.format(tmp=tmp_path) for a in args]
+    rc, lines = _interrupt(argv, None, delay)
+    assert rc == 130 and lines == [f"{prog}: interrupted"]
+
+
 def test_no_output_is_put_in_place_after_an_interrupt(tmp_path, capsys):
     """A Ctrl-C that the computation swallowed (as a library may) still stops the output
     set: atomic_path commits nothing once the CLI got SIGINT. Negative control: the same

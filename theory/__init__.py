@@ -11,10 +11,16 @@ Imports form a DAG: :mod:`theory.instances` ← :mod:`theory.registry`, and
 every paper module (registering its claims) before the runner :mod:`theory.claims`.
 """
 
-from . import copg, ipo_md, online, p3o  # noqa: F401  (each registers its claims)
-from .claims import ClaimResult, run_claim, run_claims
-from .instances import BanditInstance, GameInstance, GaussianInstance
-from .registry import CLAIMS, Claim
+from bandit.cli import exit_on_interrupt_while_importing as _exit_on_interrupt_while_importing
+
+# python -m theory: Ctrl-C while JAX and the claims import exits 130 with one line (the
+# paper modules import JAX before bandit, whose own guard would come too late).
+_exit_on_interrupt_while_importing()
+
+from . import copg, ipo_md, online, p3o  # noqa: E402, F401  (each registers its claims)
+from .claims import ClaimResult, run_claim, run_claims  # noqa: E402
+from .instances import BanditInstance, GameInstance, GaussianInstance  # noqa: E402
+from .registry import CLAIMS, Claim  # noqa: E402
 
 __all__ = [
     "CLAIMS",
