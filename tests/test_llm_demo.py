@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from llm import demo
 
@@ -173,3 +175,23 @@ def test_help_runs():
         [sys.executable, "-m", "llm.demo", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert r.returncode == 0 and "--model" in r.stdout
+
+
+@given(steps=st.integers(1, 300), every=st.integers(1, 40))
+def test_evaluation_count_in_closed_form_equals_the_step_loop(steps, every):
+    """#21 rerun: ``--steps 99999999999999999999`` hung before any progress bar, in a
+    Python loop over the steps that counted evaluations. The closed form counts the
+    same steps (every ``every``-th and the last); the loop is the reference."""
+    from argparse import Namespace
+
+    args = Namespace(steps=steps, eval_every=every)
+    want = sum(1 for s in range(1, steps + 1) if s % every == 0 or s == steps)
+    assert demo._n_evals(args) == want
+    # Negative control: the count without the last step misses it when it is not a multiple.
+    assert (steps // every == want) == (steps % every == 0)
+
+
+def test_evaluation_count_of_a_huge_run_is_immediate():
+    from argparse import Namespace
+
+    assert demo._n_evals(Namespace(steps=10**20, eval_every=10)) == 10**19
