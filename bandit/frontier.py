@@ -57,7 +57,7 @@ from .figure1 import Figure1Config
 from .methods import OFFLINE_METHODS, get_method
 from .outputs import json_text, jsonable, new_figure, save_outputs
 from .problems import Bandit, OfflineData
-from .validation import ValidationError, check_int, check_positive
+from .validation import ValidationError, check_int, check_positive, real_array
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -87,6 +87,8 @@ SEED_CHUNK = 16
 #: A continuation root is accepted when max|F| (reduced field) is below this, absolute: the
 #: roots solver's ROOT_TOL without its relative slack, as the start is already near a root.
 _NEWTON_TOL = 1e-11
+#: The largest grid :func:`grid` accepts.
+MAX_POINTS = 100_000
 
 
 def _at(bandit: Bandit, beta: float) -> Bandit:
@@ -183,9 +185,14 @@ def frontier_reward(bandit: Bandit, kl: Any) -> tuple[NDArray[np.float64], NDArr
     Returns:
       (R*(kl), β'(kl)), both of kl's shape.
     """
-    k = np.asarray(kl, dtype=np.float64)
-    if np.isnan(k).any():
-        raise ValidationError("kl: must not be NaN")
+    if not isinstance(bandit, Bandit):
+        raise ValidationError(f"bandit must be a Bandit, got {type(bandit).__name__}")
+    k = real_array("kl", kl)
+    bad = np.flatnonzero(~(k.ravel() >= 0))  # NaN too
+    if bad.size:
+        raise ValidationError(
+            f"kl: expected KL values >= 0, got {float(k.ravel()[bad[0]])!r} at flat index {bad[0]}"
+        )
     lim = _limits(bandit)
     flat = k.ravel()
     rew = np.full(flat.shape, lim.reward_ref)
@@ -560,7 +567,8 @@ class FrontierResult:
 
 def grid(points: int, low: float, high: float) -> NDArray[np.float64]:
     """The log-spaced grid of KL strengths, validated."""
-    points = check_int("points", points, 2)
+    # Each point is an exact solve (milliseconds): 10⁵ points already take minutes.
+    points = check_int("points", points, 2, MAX_POINTS)
     low, high = check_positive("min", low), check_positive("max", high)
     if not low < high:
         raise ValidationError(f"min must be below max, got min = {low:g}, max = {high:g}")

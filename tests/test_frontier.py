@@ -208,6 +208,7 @@ def test_cli_writes_three_files_and_trains(tmp_path):
     "argv, words",
     [
         (["--points", "1"], "points"),
+        (["--points", "99999999999"], "points"),  # was a numpy MemoryError traceback
         (["--min", "10", "--max", "1"], "min"),
         (["--min", "-1"], "min"),
         (["--methods", "rloo"], "rloo"),
@@ -219,6 +220,27 @@ def test_cli_bad_input_is_one_line(argv, words, capsys, tmp_path):
     assert cli(main)([*argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
+
+
+@pytest.mark.parametrize(
+    "bandit, kl, words",
+    [
+        (None, [0.1], "bandit must be a Bandit"),
+        ("§5", [0.1], "bandit must be a Bandit"),
+        (Bandit.single([1.0, 0.0, -1.0], 0.5), [0.1, -1.0], "kl: expected KL values >= 0"),
+        (Bandit.single([1.0, 0.0, -1.0], 0.5), [float("nan")], "kl: expected KL values >= 0"),
+        (Bandit.single([1.0, 0.0, -1.0], 0.5), [0.1j], "complex"),
+        (Bandit.single([1.0, 0.0, -1.0], 0.5), ["0.1"], "kl"),
+    ],
+)
+def test_frontier_reward_refuses_bad_input(bandit, kl, words):
+    # A negative KL used to return R* = E_{π_ref}[R] silently, complex KL lost its imaginary
+    # part and a non-Bandit raised AttributeError.
+    with pytest.raises(ValueError, match=words):
+        frontier_reward(bandit, kl)
+    # Control: the same bandit with valid KLs (0 and the middle) is accepted and finite.
+    if isinstance(bandit, Bandit):
+        assert np.all(np.isfinite(frontier_reward(bandit, [0.0, 0.1])[0]))
 
 
 def test_contextual_config(tmp_path):
