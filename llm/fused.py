@@ -28,7 +28,14 @@ import torch
 
 from bandit.validation import ValidationError
 
-from .logps import _acc_dtype, _check_float, _check_labels, _masked_sum, _target_labels
+from .logps import (
+    _acc_dtype,
+    _check_flag,
+    _check_float,
+    _check_labels,
+    _masked_sum,
+    _target_labels,
+)
 
 __all__ = [
     "fused_sequence_logps",
@@ -345,6 +352,7 @@ def fused_sequence_logps(
         counted position, a row with no counted token, a non-positive scale, softcap or
         temperature.
     """
+    _check_flag("average", average)  # before the forward, not after it
     lp, mask = fused_token_logps(
         hidden,
         weight,
@@ -402,6 +410,25 @@ def model_sequence_logps(
     Returns:
       (B,) float32.
     """
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "get_output_embeddings"):
+        raise ValidationError(
+            f"model: expected a Hugging Face causal LM (a torch.nn.Module with "
+            f"get_output_embeddings), got {type(model).__name__}"
+        )
+    if not (
+        isinstance(input_ids, torch.Tensor)
+        and input_ids.ndim == 2
+        and not input_ids.dtype.is_floating_point
+        and not input_ids.dtype.is_complex
+        and input_ids.dtype != torch.bool
+    ):
+        got = (
+            f"a {input_ids.ndim}-d {input_ids.dtype} tensor"
+            if isinstance(input_ids, torch.Tensor)
+            else type(input_ids).__name__
+        )
+        raise ValidationError(f"input_ids: expected a (B, T) integer tensor, got {got}")
+    _check_flag("average", average)
     head = model.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear):
         raise ValidationError(

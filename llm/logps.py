@@ -169,6 +169,7 @@ def _target_labels(
     """(labels, mask) aligned with the positions that score them: with ``shift``, position t
     scores labels[:, t + 1] and the last position of each row is masked. Raises on a label
     outside [0, vocab) at a counted position; masked labels become 0 (int64)."""
+    _check_flag("shift", shift)
     if shift:
         # Shift the (small) labels and mask, never the logits or hidden states.
         labels = torch.cat([labels[:, 1:], torch.zeros_like(labels[:, :1])], dim=1)
@@ -220,7 +221,6 @@ def token_logps(
     safe, mask = _target_labels(labels, mask, V, shift)
     safe = safe.reshape(-1)
     acc = _acc_dtype(logits.dtype)
-    _check_flag("shift", shift)
     if chunk_rows is not None and (
         isinstance(chunk_rows, bool)
         or not isinstance(chunk_rows, (int, np.integer))

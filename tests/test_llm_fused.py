@@ -288,6 +288,38 @@ def test_pair_logps_shapes_and_reference_without_grad():
         pair_logps(policy, ref, ids[:5], mask[:5])
 
 
+def test_model_helpers_refuse_bad_input():
+    """Issue 21 rerun: these raised AttributeError or were accepted; control: the same call
+    with valid input runs."""
+    model = _tiny("gpt2")
+    ids = torch.randint(0, 40, (2, 6))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    cases = [
+        (lambda: model_sequence_logps(model, ids, mask, average="no"), "average"),
+        (lambda: model_sequence_logps(model, ids.tolist(), mask), "input_ids"),
+        (lambda: model_sequence_logps(model, ids.double(), mask), "input_ids"),
+        (lambda: model_sequence_logps(model, ids[0], mask), "input_ids"),
+        (lambda: model_sequence_logps(None, ids, mask), "model"),
+        (lambda: pair_logps(None, model, ids, mask), "model"),
+        (
+            lambda: fused_sequence_logps(
+                torch.randn(2, 6, 16), torch.randn(40, 16), ids, mask, average=1
+            ),
+            "average",
+        ),
+        (
+            lambda: fused_sequence_logps(
+                torch.randn(2, 6, 16), torch.randn(40, 16), ids, mask, shift="yes"
+            ),
+            "shift",
+        ),
+    ]
+    for call, word in cases:
+        with pytest.raises(ValidationError, match=word):
+            call()
+    assert torch.isfinite(model_sequence_logps(model, ids, mask, average=True)).all()
+
+
 def test_import_llm_does_not_import_trl():
     """TRL is the benchmark's optional extra: ``import llm`` must not need it."""
     import subprocess
