@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bandit.cli import ArgumentParser, comma_list, float_in, int_at_least, positive_int
+from bandit.cli import ArgumentParser, comma_list, float_in, int_at_least, int_in, positive_int
 from bandit.cli import torch_device as device
 
 __all__ = ["PARSERS", "figure1", "frontier", "fused", "logps", "nash"]
@@ -85,7 +85,11 @@ def nash() -> ArgumentParser:
 def figure1() -> ArgumentParser:
     p = _parser("bench_figure1", "The default CoPG Fig. 1 against a plain PyTorch loop.")
     p.add_argument("--quick", action="store_true", help="one PyTorch seed per method")
-    p.add_argument("--seeds", type=positive_int, default=100, help="seeds of the fast figure")
+    # Bounded here, so that `python -m bench` refuses a huge count before any benchmark runs
+    # (the trainer's own memory check would only fire when bench_figure1's turn comes).
+    p.add_argument(
+        "--seeds", type=int_in(1, 10_000), default=100, help="seeds of the fast figure (≤ 10000)"
+    )
     p.add_argument(
         "--torch-seeds",
         type=positive_int,
