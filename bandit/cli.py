@@ -168,7 +168,7 @@ def comma_list(item: Callable[[str], T]) -> Callable[[str], tuple[T, ...]]:
 
 
 def method_list(*, offline_only: bool = False) -> Callable[[str], tuple[str, ...]]:
-    """An argparse ``type``: comma-separated registered method names, without repeats.
+    """An argparse ``type``: comma-separated registered method names, each at most once.
 
     ``offline_only`` refuses the online methods (those that sample from the policy).
     """
@@ -191,7 +191,11 @@ def method_list(*, offline_only: bool = False) -> Callable[[str], tuple[str, ...
     many = comma_list(method)
 
     def parse(s: str) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(many(s)))
+        names = many(s)
+        twice = sorted({v for v in names if names.count(v) > 1})
+        if twice:  # as figure1 does: a repeat is a typo more often than a wish
+            raise argparse.ArgumentTypeError(f"method {twice[0]!r} given more than once")
+        return names
 
     return _named(parse, "method list")
 

@@ -337,7 +337,7 @@ def _cli(module, argv, capsys):
 
 def test_cli_bad_sizes_and_files_end_in_one_line(tmp_path, capsys):
     """#21 item 9: each ends with exit 2 and one line naming the problem, before any work."""
-    from bandit import figure1, rps
+    from bandit import figure1, frontier, rps
 
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
@@ -346,6 +346,7 @@ def test_cli_bad_sizes_and_files_end_in_one_line(tmp_path, capsys):
         (figure1, ["--epochs", "999999999999"], "GiB"),
         (figure1, ["--config", str(cfg)], "dataset_size"),
         (figure1, ["--methods", "copg,copg"], "more than once"),
+        (frontier, ["--methods", "ipo,copg,ipo"], "'ipo' given more than once"),
         (figure1, ["--methods", "copg,ppo"], "not an offline method"),
         (figure1, ["--methods", "copg,online_ipo"], "not an offline method"),
         (rps, ["--steps", "99999999999999999999"], "steps must be at most"),
